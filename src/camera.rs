@@ -1,0 +1,234 @@
+//! A camera: its rendition, the frames it fans out, and the state of whoever publishes to it.
+//!
+//! A camera outlives its publishers. Its timeline and packager persist across reconnects, so a
+//! reconnecting encoder continues the same playlist after a discontinuity. Only one publisher may
+//! hold a camera at a time; the holder drives ingest under a short `std` mutex (never across an
+//! `.await`), so a segment is packaged on the publisher's own task as soon as it closes.
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use chrono::Utc;
+
+use crate::fanout::Fanout;
+use crate::hls::{packager::Packager, store::Rendition};
+use crate::media::{Frame, Track, VIDEO_TIMESCALE};
+use crate::timeline::Timeline;
+
+/// What the camera measured of its source, from media timestamps (not wall time).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Measured {
+    /// Seconds between the last two keyframes.
+    pub keyframe_interval: Option<f64>,
+    /// Video frames per second over the last full second of media.
+    pub frame_rate: Option<f64>,
+    /// Bits per second (audio + video payload) over the last full second of media.
+    pub bitrate: Option<u64>,
+    pub width: Option<u16>,
+    pub height: Option<u16>,
+}
+
+#[derive(Debug, Default)]
+struct Meter {
+    measured: Measured,
+    last_keyframe: Option<i64>,
+    window_start: Option<i64>,
+    window_frames: u32,
+    window_bytes: u64,
+}
+
+impl Meter {
+    /// Returns true when the keyframe interval changed noticeably (worth one log line).
+    fn observe(&mut self, frame: &Frame) -> bool {
+        let time = crate::media::rescale(frame.dts, frame.track.timescale(), VIDEO_TIMESCALE);
+        let start = *self.window_start.get_or_insert(time);
+        self.window_bytes += frame.payload.len() as u64;
+        let mut interval_changed = false;
+        if let Track::Video(config) = &frame.track {
+            self.window_frames += 1;
+            self.measured.width = Some(config.width);
+            self.measured.height = Some(config.height);
+            if frame.keyframe {
+                if let Some(last) = self.last_keyframe {
+                    let interval = (time - last) as f64 / f64::from(VIDEO_TIMESCALE);
+                    let previous = self.measured.keyframe_interval;
+                    interval_changed = previous.is_none_or(|p| (p - interval).abs() > 0.1 * p);
+                    self.measured.keyframe_interval = Some(interval);
+                }
+                self.last_keyframe = Some(time);
+            }
+        }
+        let elapsed = time - start;
+        if elapsed >= i64::from(VIDEO_TIMESCALE) {
+            let seconds = elapsed as f64 / f64::from(VIDEO_TIMESCALE);
+            self.measured.frame_rate =
+                (self.window_frames > 0).then(|| f64::from(self.window_frames) / seconds);
+            self.measured.bitrate = Some((self.window_bytes as f64 * 8.0 / seconds) as u64);
+            self.window_start = Some(time);
+            self.window_frames = 0;
+            self.window_bytes = 0;
+        }
+        interval_changed
+    }
+}
+
+/// Ingest state, touched only by the camera's current publisher.
+#[derive(Debug)]
+pub struct Ingest {
+    pub timeline: Timeline,
+    packager: Packager,
+    meter: Meter,
+    target: Duration,
+}
+
+impl Ingest {
+    /// Packages and fans out one frame. Errors are logged here: a bad segment must not end ingest.
+    fn push(&mut self, frame: Frame, fanout: &Fanout, label: &str) {
+        if self.meter.observe(&frame) {
+            let interval = self.meter.measured.keyframe_interval.unwrap_or_default();
+            if interval > self.target.as_secs_f64() * 1.5 {
+                tracing::warn!(
+                    camera = label,
+                    keyframe_interval_s = format!("{interval:.2}"),
+                    "keyframe interval exceeds the segment target; segments will be cut mid-GOP. \
+                     Set the encoder's keyframe interval to {} s",
+                    self.target.as_secs_f64()
+                );
+            } else {
+                tracing::info!(
+                    camera = label,
+                    keyframe_interval_s = format!("{interval:.2}"),
+                    "keyframe interval measured"
+                );
+            }
+        }
+        fanout.send(&frame);
+        match self.packager.push(frame, Utc::now()) {
+            Ok(Some(segment)) => {
+                tracing::trace!(camera = label, sequence = segment.sequence, "segment")
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(camera = label, error = %e, "packaging failed; segment dropped")
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Camera {
+    pub event: String,
+    pub id: String,
+    pub name: String,
+    /// `event/camera`, for logs (never the stream key).
+    pub label: String,
+    pub rendition: Arc<Rendition>,
+    pub fanout: Fanout,
+    ingest: Mutex<Ingest>,
+    /// Id of the publishing session, 0 when none. Claimed by compare-and-swap.
+    publisher: AtomicU64,
+}
+
+/// Why a publish was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ClaimError {
+    #[error("camera already has a live publisher")]
+    AlreadyLive,
+}
+
+impl Camera {
+    pub fn new(
+        event: &str,
+        id: &str,
+        name: &str,
+        rendition: Arc<Rendition>,
+        target: Duration,
+    ) -> Self {
+        Camera {
+            event: event.to_string(),
+            id: id.to_string(),
+            name: name.to_string(),
+            label: format!("{event}/{id}"),
+            ingest: Mutex::new(Ingest {
+                timeline: Timeline::new(),
+                packager: Packager::new(rendition.clone(), target),
+                meter: Meter::default(),
+                target,
+            }),
+            rendition,
+            fanout: Fanout::default(),
+            publisher: AtomicU64::new(0),
+        }
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.publisher.load(Ordering::Acquire) != 0
+    }
+
+    pub fn measured(&self) -> Measured {
+        self.ingest
+            .lock()
+            .expect("ingest lock")
+            .meter
+            .measured
+            .clone()
+    }
+
+    /// Takes the camera for publishing session `session` (non-zero).
+    pub fn claim(self: &Arc<Self>, session: u64) -> Result<Publishing, ClaimError> {
+        debug_assert_ne!(session, 0);
+        self.publisher
+            .compare_exchange(0, session, Ordering::AcqRel, Ordering::Acquire)
+            .map_err(|_| ClaimError::AlreadyLive)?;
+        self.ingest.lock().expect("ingest lock").timeline.restart();
+        Ok(Publishing {
+            camera: self.clone(),
+        })
+    }
+}
+
+/// Proof of holding a camera; dropping it (publisher gone, cleanly or not) lists the partial
+/// segment and frees the camera.
+#[derive(Debug)]
+pub struct Publishing {
+    camera: Arc<Camera>,
+}
+
+impl Publishing {
+    pub fn camera(&self) -> &Arc<Camera> {
+        &self.camera
+    }
+
+    /// Runs `f` on the ingest state; for timestamp conversion and frame pushes.
+    pub fn with_ingest<R>(&self, f: impl FnOnce(&mut Ingest) -> R) -> R {
+        f(&mut self.camera.ingest.lock().expect("ingest lock"))
+    }
+
+    pub fn push(&self, frame: Frame) {
+        let camera = &self.camera;
+        self.with_ingest(|ingest| ingest.push(frame, &camera.fanout, &camera.label));
+    }
+
+    pub fn expect_video(&self) {
+        self.with_ingest(|ingest| ingest.packager.expect_video());
+    }
+}
+
+impl Drop for Publishing {
+    fn drop(&mut self) {
+        let camera = &self.camera;
+        {
+            let mut ingest = camera.ingest.lock().expect("ingest lock");
+            if let Err(e) = ingest.packager.flush() {
+                tracing::error!(camera = %camera.label, error = %e, "packaging the last segment failed");
+            }
+        }
+        camera.fanout.reset();
+        camera.publisher.store(0, Ordering::Release);
+    }
+}

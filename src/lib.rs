@@ -1,0 +1,105 @@
+//! tally: a live-streaming origin for multi-camera events. RTMP in, fMP4 HLS out of memory.
+//!
+//! # Layout
+//! - [`config`]: configuration file, environment overrides and validation.
+//! - [`media`]: the one frame type that flows everywhere, and codec configurations.
+//! - [`flv`], [`codec`]: pure parsers for FLV tags, avcC/SPS and AAC AudioSpecificConfig.
+//! - [`rtmp`]: the chunk layer and messages (pure), the ingest session, the listener, a client.
+//! - [`timeline`]: RTMP milliseconds to track ticks, once, at the edge; jumps and reconnects.
+//! - [`fmp4`]: pure CMAF box writers (init and media segments).
+//! - [`hls`]: the cutting policy, playlist text, the in-memory store and the packager.
+//! - [`camera`], [`registry`]: cameras, their publishers, and the lookups by key and by name.
+//! - [`fanout`]: bounded fan-out of frames to consumers, resyncing at keyframes.
+//! - [`http`]: playback routes; [`api`]: the token-protected control port.
+
+pub mod api;
+pub mod camera;
+pub mod codec;
+pub mod config;
+pub mod fanout;
+pub mod flv;
+pub mod fmp4;
+pub mod hls;
+pub mod http;
+pub mod media;
+pub mod registry;
+pub mod rtmp;
+pub mod timeline;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use tokio::{net::TcpListener, task::JoinSet};
+
+use config::Config;
+use registry::Registry;
+
+/// A running server: its bound addresses (useful when the config asked for port 0) and tasks.
+pub struct Server {
+    pub rtmp_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub control_addr: SocketAddr,
+    pub registry: Arc<Registry>,
+    tasks: JoinSet<()>,
+}
+
+impl Server {
+    /// Binds every listener, then serves in background tasks.
+    pub async fn start(config: Config) -> anyhow::Result<Server> {
+        let registry = Arc::new(Registry::new(&config));
+        let rtmp = TcpListener::bind(config.rtmp.listen)
+            .await
+            .with_context(|| format!("rtmp.listen: binding {}", config.rtmp.listen))?;
+        let http = TcpListener::bind(config.http.listen)
+            .await
+            .with_context(|| format!("http.listen: binding {}", config.http.listen))?;
+        let control = TcpListener::bind(config.control.listen)
+            .await
+            .with_context(|| format!("control.listen: binding {}", config.control.listen))?;
+        let (rtmp_addr, http_addr, control_addr) = (
+            rtmp.local_addr()?,
+            http.local_addr()?,
+            control.local_addr()?,
+        );
+
+        let mut tasks = JoinSet::new();
+        let settings = rtmp::server::Settings {
+            app: config.rtmp.app.clone(),
+            max_connections: config.rtmp.max_connections,
+            timeout: config.rtmp.timeout,
+        };
+        tasks.spawn(rtmp::server::serve(rtmp, registry.clone(), settings));
+        let playback = http::Playback::new(
+            registry.clone(),
+            &config.http.cors_origin,
+            config.hls.target_duration,
+        );
+        let playback = http::router(playback);
+        tasks.spawn(async move {
+            if let Err(e) = axum::serve(http, playback).await {
+                tracing::error!(error = %e, "playback server stopped");
+            }
+        });
+        let control_router = api::router(api::Control {
+            token: config.control.token.as_str().into(),
+        });
+        tasks.spawn(async move {
+            if let Err(e) = axum::serve(control, control_router).await {
+                tracing::error!(error = %e, "control server stopped");
+            }
+        });
+        tracing::info!(%rtmp_addr, %http_addr, %control_addr, app = %config.rtmp.app, "tally listening");
+        Ok(Server {
+            rtmp_addr,
+            http_addr,
+            control_addr,
+            registry,
+            tasks,
+        })
+    }
+
+    /// Stops every listener and connection.
+    pub async fn shutdown(mut self) {
+        self.tasks.shutdown().await;
+    }
+}
