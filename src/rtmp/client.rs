@@ -49,6 +49,8 @@ pub struct PublishOptions {
     pub repeat_extended_timestamp: bool,
     /// Send media in real time (paced by timestamps) instead of as fast as possible.
     pub realtime: bool,
+    /// Pack this many tags into each Aggregate message (type 22); 0 sends one message per tag.
+    pub aggregate: usize,
 }
 
 impl Default for PublishOptions {
@@ -61,6 +63,7 @@ impl Default for PublishOptions {
             timestamp_offset: 0,
             repeat_extended_timestamp: true,
             realtime: false,
+            aggregate: 0,
         }
     }
 }
@@ -224,6 +227,9 @@ impl Publisher {
 
     /// Sends media tags (audio, video, script) on the published stream.
     pub async fn send_tags(&mut self, tags: &[Tag]) -> Result<(), ClientError> {
+        if self.options.aggregate > 0 {
+            return self.send_aggregates(tags).await;
+        }
         let started = Instant::now();
         let first_ts = tags.first().map_or(0, |t| t.timestamp_ms);
         let mut skip = vec![false; tags.len()];
@@ -242,7 +248,7 @@ impl Publisher {
             let interleave =
                 self.options.interleave && self.options.audio_csid != self.options.video_csid;
             let partner = (interleave && tag.kind == TagKind::Video && chunks.len() > 1)
-                .then(|| (i + 1..tags.len()).find(|&j| tags[j].kind == TagKind::Audio))
+                .then(|| (i + 1..tags.len()).find(|&j| tags[j].kind == TagKind::Audio && !skip[j]))
                 .flatten()
                 .filter(|&j| j <= i + 4);
             let partner_chunks = match partner {
@@ -266,6 +272,42 @@ impl Publisher {
             if out.len() >= 64 * 1024 || self.options.realtime {
                 self.socket.write_all(&out.split()).await?;
             }
+        }
+        self.socket.write_all(&out).await?;
+        Ok(())
+    }
+
+    /// Sends tags packed into Aggregate messages: FLV tag records back to back, timestamps
+    /// relative to the message's own.
+    async fn send_aggregates(&mut self, tags: &[Tag]) -> Result<(), ClientError> {
+        let mut out = BytesMut::new();
+        for group in tags.chunks(self.options.aggregate) {
+            let mut payload = BytesMut::new();
+            for tag in group {
+                let body = self.tag_message(tag).payload;
+                let kind = match tag.kind {
+                    TagKind::Audio => type_id::AUDIO,
+                    TagKind::Video => type_id::VIDEO,
+                    TagKind::Script => type_id::DATA_AMF0,
+                };
+                let ts = tag.timestamp_ms;
+                payload.extend_from_slice(&[kind]);
+                payload.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+                payload.extend_from_slice(&ts.to_be_bytes()[1..]);
+                payload.extend_from_slice(&[(ts >> 24) as u8, 0, 0, 0]);
+                payload.extend_from_slice(&body);
+                payload.extend_from_slice(&(body.len() as u32 + 11).to_be_bytes());
+            }
+            let msg = RawMessage {
+                csid: self.options.video_csid,
+                timestamp: group[0]
+                    .timestamp_ms
+                    .wrapping_add(self.options.timestamp_offset),
+                type_id: type_id::AGGREGATE,
+                stream_id: self.stream_id,
+                payload: payload.freeze(),
+            };
+            self.encoder.encode(&msg, &mut out);
         }
         self.socket.write_all(&out).await?;
         Ok(())
