@@ -28,7 +28,7 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub rtmp: RtmpConfig,
@@ -103,19 +103,6 @@ pub struct CameraConfig {
     pub id: String,
     pub name: String,
     pub stream_key: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            rtmp: RtmpConfig::default(),
-            http: HttpConfig::default(),
-            control: ControlConfig::default(),
-            hls: HlsConfig::default(),
-            store: StoreConfig::default(),
-            events: Vec::new(),
-        }
-    }
 }
 
 impl Default for RtmpConfig {

@@ -34,14 +34,16 @@ pub struct Timeline {
     last_input_ms: Option<i64>,
     /// Added to unwrapped input milliseconds to get output milliseconds.
     offset_ms: i64,
-    /// Output time (ms) just past the last frame emitted, where a re-anchored stream resumes.
-    resume_ms: Option<i64>,
+    /// Output time (90 kHz) just past the last frame emitted, decoded or presented, where a
+    /// re-anchored stream resumes: ticks, not milliseconds, so the new session never overlaps the
+    /// old one by a rounding error.
+    resume: Option<i64>,
     /// A reconnect or jump happened; the next frame carries the discontinuity flag.
     pending_discontinuity: bool,
     /// Last video output dts, to keep video decode time strictly increasing.
     last_video_dts: Option<i64>,
-    /// Last video frame duration in ms, to place the frame after a break one frame later.
-    video_step_ms: i64,
+    /// Last video frame duration in 90 kHz ticks, to place the frame after a break one frame later.
+    video_step: i64,
     /// Next audio dts by sample count, in the audio track's ticks.
     next_audio_dts: Option<i64>,
     /// Sample rate `next_audio_dts` is counted in; a change re-anchors.
@@ -53,17 +55,23 @@ pub struct Timeline {
 impl Timeline {
     pub fn new() -> Self {
         Timeline {
-            video_step_ms: 33,
+            video_step: 3000,
             ..Default::default()
         }
     }
 
     /// A new publisher session starts: its timestamps are unrelated to the previous one's.
     pub fn restart(&mut self) {
-        if self.resume_ms.is_some() {
+        if self.resume.is_some() {
             self.pending_discontinuity = true;
         }
         self.last_input_ms = None;
+    }
+
+    /// Where output resumes, in whole milliseconds at or after the resume tick.
+    fn resume_ms(&self) -> i64 {
+        self.resume
+            .map_or(START_MS, |ticks| (ticks + 89).div_euclid(90))
     }
 
     /// Maps an RTMP timestamp to output milliseconds, unwrapping 32-bit wrap and handling jumps.
@@ -76,13 +84,11 @@ impl Timeline {
         let jumped = match self.last_input_ms {
             None => {
                 // First frame of a session: anchor so output resumes where the camera left off.
-                let resume = self.resume_ms.unwrap_or(START_MS);
-                self.offset_ms = resume - input;
+                self.offset_ms = self.resume_ms() - input;
                 false
             }
             Some(last) if input - last > FORWARD_JUMP_MS || last - input > BACKWARD_JUMP_MS => {
-                let resume = self.resume_ms.unwrap_or(START_MS);
-                self.offset_ms = resume - input;
+                self.offset_ms = self.resume_ms() - input;
                 true
             }
             Some(_) => false,
@@ -97,26 +103,25 @@ impl Timeline {
         (input + self.offset_ms, discontinuity)
     }
 
-    fn advance_resume(&mut self, end_ms: i64) {
-        self.resume_ms = Some(self.resume_ms.map_or(end_ms, |r| r.max(end_ms)));
+    fn advance_resume(&mut self, end: i64) {
+        self.resume = Some(self.resume.map_or(end, |r| r.max(end)));
     }
 
-    /// Converts a video timestamp (RTMP time is the decode time) to 90 kHz ticks.
-    pub fn video(&mut self, rtmp_ms: u32) -> Stamp {
+    /// Converts a video timestamp (RTMP time is the decode time) to 90 kHz ticks; `cts_ms` is the
+    /// frame's composition offset, so a later session starts after everything presented.
+    pub fn video(&mut self, rtmp_ms: u32, cts_ms: i32) -> Stamp {
         let (out_ms, discontinuity) = self.map(rtmp_ms);
         let mut dts = out_ms * i64::from(VIDEO_TIMESCALE / 1000);
         if let Some(last) = self.last_video_dts {
-            if !discontinuity {
-                let step_ms = (dts - last) / 90;
-                if step_ms > 0 {
-                    self.video_step_ms = step_ms;
-                }
+            if !discontinuity && dts > last {
+                self.video_step = dts - last;
             }
             // Decode time must rise strictly; a publisher repeating a millisecond gets one tick.
             dts = dts.max(last + 1);
         }
         self.last_video_dts = Some(dts);
-        self.advance_resume(dts.div_euclid(90) + self.video_step_ms);
+        let presented = dts + i64::from(cts_ms.max(0)) * 90;
+        self.advance_resume(presented + self.video_step);
         Stamp { dts, discontinuity }
     }
 
@@ -145,7 +150,7 @@ impl Timeline {
         self.audio_rate = sample_rate;
         let next = dts + i64::from(AAC_FRAME_SAMPLES);
         self.next_audio_dts = Some(next);
-        self.advance_resume(rescale(next, sample_rate, 1000));
+        self.advance_resume(rescale(next, sample_rate, VIDEO_TIMESCALE));
         Stamp { dts, discontinuity }
     }
 }
@@ -157,8 +162,8 @@ mod tests {
     #[test]
     fn video_converts_to_90khz_from_start_offset() {
         let mut t = Timeline::new();
-        assert_eq!(t.video(5_000).dts, START_MS * 90);
-        assert_eq!(t.video(5_033).dts, (START_MS + 33) * 90);
+        assert_eq!(t.video(5_000, 0).dts, START_MS * 90);
+        assert_eq!(t.video(5_033, 0).dts, (START_MS + 33) * 90);
     }
 
     #[test]
@@ -186,8 +191,8 @@ mod tests {
     #[test]
     fn wrap_of_32_bit_time_is_continuous() {
         let mut t = Timeline::new();
-        let a = t.video(u32::MAX - 10).dts;
-        let b = t.video(22); // 33 ms later, across the wrap
+        let a = t.video(u32::MAX - 10, 0).dts;
+        let b = t.video(22, 0); // 33 ms later, across the wrap
         assert_eq!(b.dts - a, 33 * 90);
         assert!(!b.discontinuity);
     }
@@ -195,12 +200,12 @@ mod tests {
     #[test]
     fn backward_jump_is_a_discontinuity_and_time_keeps_rising() {
         let mut t = Timeline::new();
-        t.video(10_000);
-        let last = t.video(10_033).dts;
-        let after = t.video(2_000);
+        t.video(10_000, 0);
+        let last = t.video(10_033, 0).dts;
+        let after = t.video(2_000, 0);
         assert!(after.discontinuity);
         assert_eq!(after.dts, last + 33 * 90, "resumes one frame later");
-        let next = t.video(2_033);
+        let next = t.video(2_033, 0);
         assert!(!next.discontinuity);
         assert_eq!(next.dts - after.dts, 33 * 90);
     }
@@ -208,9 +213,9 @@ mod tests {
     #[test]
     fn forward_jump_is_a_discontinuity() {
         let mut t = Timeline::new();
-        t.video(0);
-        let last = t.video(40).dts;
-        let jumped = t.video(60_000);
+        t.video(0, 0);
+        let last = t.video(40, 0).dts;
+        let jumped = t.video(60_000, 0);
         assert!(jumped.discontinuity);
         assert_eq!(jumped.dts, last + 40 * 90);
     }
@@ -218,7 +223,7 @@ mod tests {
     #[test]
     fn small_interleave_skew_is_not_a_jump() {
         let mut t = Timeline::new();
-        t.video(1_000);
+        t.video(1_000, 0);
         let a = t.audio(980, 44_100);
         assert!(!a.discontinuity);
         assert!(a.dts > 0);
@@ -227,14 +232,15 @@ mod tests {
     #[test]
     fn reconnect_resumes_after_last_frame_of_either_track() {
         let mut t = Timeline::new();
-        t.video(0);
-        t.video(33);
+        t.video(0, 0);
+        t.video(33, 0);
         let last_audio = t.audio(40, 48_000).dts; // audio ends at 40 + 21.3 ms
         t.restart();
-        let v = t.video(0);
+        let v = t.video(0, 0);
         assert!(v.discontinuity);
-        let audio_end_ms = rescale(last_audio + 1024, 48_000, 1000);
-        assert_eq!(v.dts, audio_end_ms.max(START_MS + 33 + 33) * 90);
+        let audio_end = rescale(last_audio + 1024, 48_000, 90_000);
+        let video_end = (START_MS + 33) * 90 + 33 * 90;
+        assert_eq!(v.dts, audio_end.max(video_end));
         let a = t.audio(0, 48_000);
         assert!(
             !a.discontinuity,
@@ -244,10 +250,26 @@ mod tests {
     }
 
     #[test]
+    fn reconnect_starts_after_everything_presented() {
+        let mut t = Timeline::new();
+        t.video(0, 0);
+        t.video(33, 100); // a reordered frame shown 100 ms after its decode time
+        let last = t.video(67, 0).dts;
+        t.restart();
+        let first = t.video(0, 67).dts;
+        assert_eq!(
+            first,
+            (START_MS + 33 + 100) * 90 + 33 * 90,
+            "one frame after the last presented"
+        );
+        assert!(first > last);
+    }
+
+    #[test]
     fn repeated_video_millisecond_still_rises() {
         let mut t = Timeline::new();
-        let a = t.video(100).dts;
-        let b = t.video(100).dts;
+        let a = t.video(100, 0).dts;
+        let b = t.video(100, 0).dts;
         assert!(b > a);
     }
 }

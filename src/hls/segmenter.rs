@@ -54,6 +54,8 @@ pub struct TrackMedia<C> {
 #[derive(Debug)]
 struct Open {
     start: i64,
+    /// Presentation time of the first video frame, for judging keyframe spacing.
+    start_pts: Option<i64>,
     discontinuity: bool,
     independent: bool,
     video: Vec<Frame>,
@@ -132,9 +134,12 @@ impl Segmenter {
                         .video_config
                         .as_ref()
                         .is_none_or(|c| !Arc::ptr_eq(c, config));
-                    let elapsed = frame.dts - open.start;
-                    let keyframe_cut = frame.keyframe && elapsed >= self.target - CUT_TOLERANCE;
-                    let forced = elapsed >= self.max;
+                    // Keyframe spacing is judged on presentation time: encoders whose decode
+                    // times start compressed (GStreamer's flvmux) space keyframes exactly in
+                    // pts but not in dts. The hard limit stays on dts, which EXTINF measures.
+                    let shown = open.start_pts.map_or(0, |start| frame.pts() - start);
+                    let keyframe_cut = frame.keyframe && shown >= self.target - CUT_TOLERANCE;
+                    let forced = frame.dts - open.start >= self.max;
                     if new_config || keyframe_cut || forced {
                         if forced && !frame.keyframe {
                             self.forced_cuts += 1;
@@ -149,6 +154,7 @@ impl Segmenter {
                 }
                 let open = self.open.as_mut().expect("opened above");
                 open.video_config = Some(config.clone());
+                open.start_pts.get_or_insert(frame.pts());
                 open.video.push(frame);
             }
             Track::Audio(config) => {
@@ -209,6 +215,7 @@ impl Segmenter {
         });
         self.open = Some(Open {
             start,
+            start_pts: None,
             discontinuity: std::mem::take(&mut self.pending_discontinuity),
             independent,
             video: Vec::new(),
@@ -484,6 +491,25 @@ pub(crate) mod tests {
             "{}",
             segments[1].duration
         );
+    }
+
+    #[test]
+    fn keyframe_spacing_is_judged_on_presentation_time() {
+        // GStreamer flvmux: decode times start compressed, presentation times are exact.
+        let mut s = Segmenter::new(Duration::from_secs(2));
+        let v = video_config(320);
+        let mut frames = Vec::new();
+        for i in 0..130i64 {
+            let pts = i * 3000 + 540;
+            let dts = if i < 60 { i * 2900 } else { i * 3000 - 5490 };
+            let mut f = video(&v, dts, i % 60 == 0);
+            f.cts_offset = (pts - dts) as i32;
+            frames.push(f);
+        }
+        let segments = run(&mut s, frames);
+        assert_eq!(s.forced_cuts, 0);
+        assert!(segments.iter().all(|seg| seg.independent));
+        assert_eq!(segments[0].video.as_ref().unwrap().samples.len(), 60);
     }
 
     #[test]

@@ -293,3 +293,109 @@ pub enum Resource {
     Init(Bytes),
     Segment(Arc<Segment>),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn rendition() -> Rendition {
+        Rendition::new("cam1", "s", 3, 3)
+    }
+
+    fn append(r: &Rendition, discontinuity: bool, init_id: u32) -> Arc<Segment> {
+        let init = Arc::new(Init {
+            id: init_id,
+            bytes: Bytes::from_static(b"init"),
+            video: None,
+            audio: None,
+        });
+        let start = Utc.with_ymd_and_hms(2026, 11, 21, 18, 0, 0).unwrap();
+        let pdt = start + chrono::Duration::seconds(2 * r.next_sequence() as i64);
+        let fragment = Fragment {
+            header: Bytes::from_static(b"moof"),
+            payloads: vec![Bytes::from_static(b"data")],
+        };
+        r.append(2.0, discontinuity, true, init, pdt, vec![fragment])
+    }
+
+    fn text(r: &Rendition) -> String {
+        String::from_utf8(r.snapshot().playlist.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn window_slides_and_discontinuity_sequence_counts_what_left() {
+        let r = rendition();
+        assert!(
+            r.snapshot().playlist.is_empty(),
+            "no playlist before the first segment"
+        );
+        for (i, disc) in [false, true, false, false, true, false, false]
+            .into_iter()
+            .enumerate()
+        {
+            append(&r, disc, u32::from(disc) + i as u32 / 4);
+        }
+        // Segments 4, 5, 6 listed; the discontinuity of segment 1 has left the window.
+        assert_eq!(
+            text(&r),
+            "#EXTM3U
+#EXT-X-VERSION:7
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-TARGETDURATION:3
+#EXT-X-MEDIA-SEQUENCE:4
+#EXT-X-DISCONTINUITY-SEQUENCE:1
+#EXT-X-MAP:URI=\"cam1/s-init2.mp4\"
+#EXT-X-DISCONTINUITY
+#EXT-X-PROGRAM-DATE-TIME:2026-11-21T18:00:08.000Z
+#EXTINF:2,
+cam1/s-4.m4s
+#EXT-X-MAP:URI=\"cam1/s-init1.mp4\"
+#EXT-X-PROGRAM-DATE-TIME:2026-11-21T18:00:10.000Z
+#EXTINF:2,
+cam1/s-5.m4s
+#EXT-X-PROGRAM-DATE-TIME:2026-11-21T18:00:12.000Z
+#EXTINF:2,
+cam1/s-6.m4s
+"
+        );
+        append(&r, false, 1);
+        append(&r, false, 1);
+        let snapshot = r.snapshot();
+        assert_eq!(snapshot.media_sequence, 6);
+        assert!(
+            text(&r).contains("#EXT-X-DISCONTINUITY-SEQUENCE:2"),
+            "{}",
+            text(&r)
+        );
+    }
+
+    #[test]
+    fn segments_stay_fetchable_for_a_window_after_leaving_the_playlist() {
+        let r = rendition();
+        for _ in 0..10 {
+            append(&r, false, 0);
+        }
+        // Listed: 7, 8, 9. Kept for late fetches: 4, 5, 6.
+        assert!(r.resolve("s-4.m4s").is_some());
+        assert!(r.resolve("s-3.m4s").is_none());
+        assert!(r.resolve("s-10.m4s").is_none());
+        assert!(matches!(r.resolve("s-init0.mp4"), Some(Resource::Init(_))));
+        assert!(
+            r.resolve("other-5.m4s").is_none(),
+            "another server start's URI"
+        );
+        assert!(r.resolve("s-x.m4s").is_none());
+        assert_eq!(r.segment(9).unwrap().len(), 8);
+    }
+
+    #[test]
+    fn ended_playlist_has_endlist_until_more_media() {
+        let r = rendition();
+        append(&r, false, 0);
+        r.end();
+        assert!(text(&r).ends_with("#EXT-X-ENDLIST\n"));
+        append(&r, true, 0);
+        assert!(!text(&r).contains("ENDLIST"));
+    }
+}

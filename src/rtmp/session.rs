@@ -68,6 +68,8 @@ pub struct Session {
     peer_window: u32,
     /// Frames dropped because they arrived before their codec's sequence header.
     pub dropped_frames: u64,
+    /// Stream metadata was logged this session.
+    metadata_logged: bool,
 }
 
 impl Session {
@@ -88,6 +90,7 @@ impl Session {
             acked: 0,
             peer_window: WINDOW_ACK_SIZE,
             dropped_frames: 0,
+            metadata_logged: false,
         }
     }
 
@@ -364,6 +367,10 @@ impl Session {
                     if avc {
                         publishing.expect_video();
                     }
+                    // Some muxers (GStreamer's flvmux) repeat metadata: log it once.
+                    if std::mem::replace(&mut self.metadata_logged, true) {
+                        return;
+                    }
                     tracing::info!(
                         camera = %publishing.camera().label,
                         encoder = meta.encoder.as_deref().unwrap_or("-"),
@@ -419,7 +426,8 @@ impl Session {
                     return;
                 }
                 let publishing = self.publishing.as_ref().expect("checked above");
-                let stamp = publishing.with_ingest(|i| i.timeline.video(timestamp));
+                let stamp =
+                    publishing.with_ingest(|i| i.timeline.video(timestamp, composition_time_ms));
                 publishing.push(Frame {
                     track: Track::Video(config),
                     dts: stamp.dts,
