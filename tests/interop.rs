@@ -244,17 +244,9 @@ impl Probe {
     }
 }
 
-async fn ffprobe(file: &Path) -> Probe {
-    let mut args = strings(&[
-        "-v",
-        "error",
-        "-show_entries",
-        "stream=index,codec_type,codec_name,width,height,sample_rate,time_base",
-        "-show_entries",
-        "packet=stream_index,pts,dts",
-        "-of",
-        "json",
-    ]);
+/// Runs ffprobe with `args` on `file`; asserts it succeeded and returns its output.
+async fn run_ffprobe(args: &[&str], file: &Path) -> std::process::Output {
+    let mut args = strings(args);
     args.push(file.display().to_string());
     let out = Command::new("ffprobe")
         .args(&args)
@@ -265,12 +257,28 @@ async fn ffprobe(file: &Path) -> Probe {
         .await
         .expect("ffprobe hung")
         .expect("ffprobe runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "ffprobe {} failed:\n{stderr}",
-        file.display()
+        "ffprobe {} failed:\n{}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+async fn ffprobe(file: &Path) -> Probe {
+    let args = [
+        "-v",
+        "error",
+        "-show_entries",
+        "stream=index,codec_type,codec_name,width,height,sample_rate,time_base",
+        "-show_entries",
+        "packet=stream_index,pts,dts",
+        "-of",
+        "json",
+    ];
+    let out = run_ffprobe(&args, file).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.trim().is_empty(),
         "ffprobe complained about {}:\n{stderr}",
@@ -295,7 +303,7 @@ async fn probe_expecting(file: &Path, width: u32, height: u32, sample_rate: u32)
 
 /// Whether the first video packet of a file (an init plus one media segment) is a keyframe.
 async fn starts_with_keyframe(file: &Path) -> bool {
-    let mut args = strings(&[
+    let args = [
         "-v",
         "error",
         "-select_streams",
@@ -306,23 +314,8 @@ async fn starts_with_keyframe(file: &Path) -> bool {
         "packet=flags",
         "-of",
         "csv=p=0",
-    ]);
-    args.push(file.display().to_string());
-    let out = Command::new("ffprobe")
-        .args(&args)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(HANG, out)
-        .await
-        .expect("ffprobe hung")
-        .expect("ffprobe runs");
-    assert!(
-        out.status.success(),
-        "ffprobe {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ];
+    let out = run_ffprobe(&args, file).await;
     let flags = String::from_utf8_lossy(&out.stdout);
     let first = flags
         .lines()
