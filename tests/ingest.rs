@@ -22,6 +22,12 @@ async fn publish(server: &Server, key: &str, fixture: &str, options: PublishOpti
     publisher.finish().await.expect("clean stop");
 }
 
+/// Publishes a whole fixture to `camera` and waits until its last segment is listed.
+async fn publish_all(server: &Server, key: &str, camera: &str, fixture: &str) {
+    publish(server, key, fixture, PublishOptions::default()).await;
+    wait_offline(server, camera).await;
+}
+
 /// Waits until the camera's publisher is gone (its last segment is then listed).
 async fn wait_offline(server: &Server, camera: &str) {
     let camera = server
@@ -60,12 +66,19 @@ fn runs(parsed: &Parsed, track_id: u32) -> Vec<&TrackRun> {
         .collect()
 }
 
+/// Decode time just past a run's last sample.
+fn run_end(run: &TrackRun) -> u64 {
+    run.base_dts + run.durations.iter().map(|&d| u64::from(d)).sum::<u64>()
+}
+
 /// Each track's runs follow each other with no gap and no overlap.
 fn assert_gapless(parsed: &Parsed, track_id: u32) {
-    let runs = runs(parsed, track_id);
-    for pair in runs.windows(2) {
-        let end = pair[0].base_dts + pair[0].durations.iter().map(|&d| u64::from(d)).sum::<u64>();
-        assert_eq!(pair[1].base_dts, end, "track {track_id} continues exactly");
+    for pair in runs(parsed, track_id).windows(2) {
+        assert_eq!(
+            pair[1].base_dts,
+            run_end(pair[0]),
+            "track {track_id} continues exactly"
+        );
     }
 }
 
@@ -317,11 +330,9 @@ async fn bad_publishers_are_refused_and_harm_no_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_continues_the_playlist_after_a_discontinuity() {
     let server = start().await;
-    publish(&server, KEY_A, "cam-a.flv", PublishOptions::default()).await;
-    wait_offline(&server, "cam1").await;
+    publish_all(&server, KEY_A, "cam1", "cam-a.flv").await;
     let (_, before) = wait_for_playlist(&server, "cam1", |_| true).await;
-    publish(&server, KEY_A, "cam-a.flv", PublishOptions::default()).await;
-    wait_offline(&server, "cam1").await;
+    publish_all(&server, KEY_A, "cam1", "cam-a.flv").await;
     let (text, after) = wait_for_playlist(&server, "cam1", |p| {
         p.segments.iter().any(|s| s.discontinuity)
     })
@@ -339,8 +350,7 @@ async fn reconnect_continues_the_playlist_after_a_discontinuity() {
     // Output time keeps rising across the reconnect: no run overlaps the one before it.
     for track in [1, 2] {
         for pair in runs(&parsed, track).windows(2) {
-            let end =
-                pair[0].base_dts + pair[0].durations.iter().map(|&d| u64::from(d)).sum::<u64>();
+            let end = run_end(pair[0]);
             assert!(
                 pair[1].base_dts >= end,
                 "track {track}: {} starts before {end}",
@@ -354,10 +364,8 @@ async fn reconnect_continues_the_playlist_after_a_discontinuity() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_codec_configuration_gets_a_new_init_segment() {
     let server = start().await;
-    publish(&server, KEY_A, "cam-a.flv", PublishOptions::default()).await;
-    wait_offline(&server, "cam1").await;
-    publish(&server, KEY_A, "cam-b.flv", PublishOptions::default()).await;
-    wait_offline(&server, "cam1").await;
+    publish_all(&server, KEY_A, "cam1", "cam-a.flv").await;
+    publish_all(&server, KEY_A, "cam1", "cam-b.flv").await;
     let (text, playlist) = wait_for_playlist(&server, "cam1", |p| {
         p.segments.iter().any(|s| s.discontinuity)
     })
@@ -448,8 +456,7 @@ async fn http_contract() {
         404
     );
 
-    publish(&server, KEY_A, "cam-a.flv", PublishOptions::default()).await;
-    wait_offline(&server, "cam1").await;
+    publish_all(&server, KEY_A, "cam1", "cam-a.flv").await;
     let fetched = get(&playlist_url(&server, "cam1")).await;
     assert_eq!(
         fetched.headers["content-type"],

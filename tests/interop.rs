@@ -83,6 +83,22 @@ impl Running {
         Finished { status, stderr }
     }
 
+    /// Waits for a publisher to exit, asserts it succeeded and shows what it printed.
+    async fn finish_ok(self) -> Finished {
+        let what = self.what.clone();
+        let finished = self.finish().await;
+        assert!(
+            finished.status.success(),
+            "{what} failed ({}):\n{}",
+            finished.status,
+            finished.stderr
+        );
+        if !finished.stderr.is_empty() {
+            println!("{what} stderr:\n{}", finished.stderr);
+        }
+        finished
+    }
+
     fn exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
@@ -504,16 +520,7 @@ async fn ffmpeg_publishes_and_playlist_decodes_cleanly() {
         watch_while_publishing(&server, "cam1", &mut publisher),
         assert_decodes_cleanly(&playlist_url, &["-t", "4"]),
     );
-    let published = publisher.finish().await;
-    assert!(
-        published.status.success(),
-        "ffmpeg publisher failed ({}):\n{}",
-        published.status,
-        published.stderr
-    );
-    if !published.stderr.is_empty() {
-        println!("ffmpeg publisher stderr:\n{}", published.stderr);
-    }
+    publisher.finish_ok().await;
 
     // (c) successive snapshots obey the live-playlist rules.
     let mut all = vec![first];
@@ -682,16 +689,7 @@ async fn gstreamer_rtmpsink_publishes() {
     let sink = vec!["rtmpsink".to_string(), format!("location={url} live=1")];
     let mut librtmp = spawn("gst-launch-1.0", &gst_publisher(&h264, aac, &sink));
     let snapshots = watch_while_publishing(&server, "cam2", &mut librtmp).await;
-    let published = librtmp.finish().await;
-    assert!(
-        published.status.success(),
-        "rtmpsink publisher failed ({}):\n{}",
-        published.status,
-        published.stderr
-    );
-    if !published.stderr.is_empty() {
-        println!("rtmpsink publisher stderr:\n{}", published.stderr);
-    }
+    librtmp.finish_ok().await;
     assert!(
         !snapshots.is_empty(),
         "the cam2 playlist appeared while rtmpsink published"
@@ -726,16 +724,7 @@ async fn gstreamer_rtmpsink_publishes() {
     let sink = vec!["rtmp2sink".to_string(), format!("location={url}")];
     let mut rtmp2 = spawn("gst-launch-1.0", &gst_publisher(&h264, aac, &sink));
     let snapshots = watch_while_publishing(&server, "cam2", &mut rtmp2).await;
-    let published = rtmp2.finish().await;
-    assert!(
-        published.status.success(),
-        "rtmp2sink publisher failed ({}):\n{}",
-        published.status,
-        published.stderr
-    );
-    if !published.stderr.is_empty() {
-        println!("rtmp2sink publisher stderr:\n{}", published.stderr);
-    }
+    rtmp2.finish_ok().await;
     let mut all = vec![before];
     all.extend(snapshots);
     check_all_successive(&all);
