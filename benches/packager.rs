@@ -139,6 +139,7 @@ fn stream(seconds: i64) -> Stream {
                 keyframe,
                 discontinuity: false,
                 payload: picture(len, keyframe, v as u64),
+                arrival: std::time::Instant::now(),
             });
             v += 1;
         } else {
@@ -150,6 +151,7 @@ fn stream(seconds: i64) -> Stream {
                 discontinuity: false,
                 // 360..=400 bytes, ~146 kbit/s.
                 payload: payload(&[], AUDIO_BYTES - 20 + (a as usize * 7) % 41, !(a as u64)),
+                arrival: std::time::Instant::now(),
             });
             a += 1;
         }

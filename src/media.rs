@@ -3,7 +3,7 @@
 //! Timestamps are in the track's own clock (90 kHz video, sample-rate audio), converted once at the
 //! RTMP edge. Payloads are `Bytes` slices of the received message: cloning a frame never copies media.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
 use bytes::Bytes;
 
@@ -95,6 +95,8 @@ pub struct Frame {
     /// starts a new segment with a discontinuity here.
     pub discontinuity: bool,
     pub payload: Bytes,
+    /// When ingest received it: what a switch waits for is measured from here.
+    pub arrival: Instant,
 }
 
 impl Frame {

@@ -33,6 +33,22 @@ impl Packager {
         &self.rendition
     }
 
+    /// A packager for an event's program: cuts where the switcher splices.
+    pub fn for_program(rendition: Arc<Rendition>, target: Duration) -> Self {
+        let mut packager = Packager::new(rendition, target);
+        packager.segmenter = packager.segmenter.without_config_discontinuities();
+        packager.segmenter.expect_video();
+        packager
+    }
+
+    /// Ends the open segment at a camera cut; see [`Segmenter::splice`].
+    pub fn splice(&mut self, discontinuity: bool) -> Result<Option<Arc<Segment>>, Fmp4Error> {
+        self.segmenter
+            .splice(discontinuity)
+            .map(|media| self.store(media))
+            .transpose()
+    }
+
     /// See [`Segmenter::expect_video`].
     pub fn expect_video(&mut self) {
         self.segmenter.expect_video();

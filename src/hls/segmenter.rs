@@ -81,6 +81,9 @@ pub struct Segmenter {
     early_audio: Vec<Frame>,
     /// Segments cut without a keyframe because the keyframe interval exceeded TARGETDURATION.
     pub forced_cuts: u64,
+    /// A new codec configuration marks a discontinuity. Cameras: always. The program decides
+    /// per splice from its discontinuity policy, so it turns this off.
+    discontinuity_on_new_config: bool,
 }
 
 fn audio_time(frame: &Frame) -> i64 {
@@ -98,7 +101,28 @@ impl Segmenter {
             pending_discontinuity: false,
             early_audio: Vec::new(),
             forced_cuts: 0,
+            discontinuity_on_new_config: true,
         }
+    }
+
+    /// For the program output: configuration changes still cut (a new init segment is needed)
+    /// but only [`Segmenter::splice`] marks discontinuities.
+    pub fn without_config_discontinuities(mut self) -> Self {
+        self.discontinuity_on_new_config = false;
+        self
+    }
+
+    /// Ends the open segment where its media ends: the next frame starts a new segment, with a
+    /// discontinuity if asked. The program calls this at every camera cut.
+    pub fn splice(&mut self, discontinuity: bool) -> Option<SegmentMedia> {
+        let closed = self
+            .open
+            .as_ref()
+            .map(natural_end)
+            .and_then(|end| self.close_at(end));
+        self.early_audio.clear();
+        self.pending_discontinuity |= discontinuity;
+        closed
     }
 
     /// Tells the segmenter that video will come (onMetaData announced it), so audio waits for the
@@ -146,7 +170,8 @@ impl Segmenter {
                         }
                         debug_assert!(closed.is_none(), "one frame closes one segment");
                         closed = self.close_at(frame.dts);
-                        self.pending_discontinuity |= new_config;
+                        self.pending_discontinuity |=
+                            new_config && self.discontinuity_on_new_config;
                     }
                 }
                 if self.open.is_none() {
@@ -167,7 +192,8 @@ impl Segmenter {
                     let elapsed = audio_time(&frame) - open.start;
                     if new_config || (audio_only && elapsed >= self.target - CUT_TOLERANCE) {
                         closed = closed.or_else(|| self.close_at(audio_time(&frame)));
-                        self.pending_discontinuity |= new_config;
+                        self.pending_discontinuity |=
+                            new_config && self.discontinuity_on_new_config;
                     }
                 }
                 match &mut self.open {
@@ -343,6 +369,7 @@ pub(crate) mod tests {
             keyframe,
             discontinuity: false,
             payload: Bytes::from(vec![0u8; 100]),
+            arrival: std::time::Instant::now(),
         }
     }
 
@@ -354,6 +381,7 @@ pub(crate) mod tests {
             keyframe: true,
             discontinuity: false,
             payload: Bytes::from(vec![0u8; 10]),
+            arrival: std::time::Instant::now(),
         }
     }
 
@@ -524,6 +552,32 @@ pub(crate) mod tests {
         assert!(segments[1].discontinuity);
         assert_eq!(segments[1].video.as_ref().unwrap().config.width, 640);
         assert!((segments[0].duration - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn splice_cuts_where_media_ends_and_policy_decides_the_tag() {
+        let mut s = Segmenter::new(Duration::from_secs(2)).without_config_discontinuities();
+        let (a, b) = (video_config(1280), video_config(640));
+        let mut out: Vec<SegmentMedia> = (0..40)
+            .filter_map(|i| s.push(video(&a, i * 3000, i % 30 == 0)))
+            .collect();
+        out.extend(s.splice(false));
+        out.extend((40..100).filter_map(|i| s.push(video(&b, i * 3000, i % 30 == 10))));
+        out.extend(s.flush());
+        // [0, 1.333) ended by the splice before the target, then the new camera from its frame.
+        assert_eq!(out.len(), 2);
+        assert!((out[0].duration - 40.0 / 30.0).abs() < 1e-9);
+        assert_eq!(out[1].start, 40 * 3000);
+        assert!(
+            out.iter().all(|seg| !seg.discontinuity),
+            "config change alone marks nothing"
+        );
+        assert_eq!(out[1].video.as_ref().unwrap().config.width, 640);
+        let mut s = Segmenter::new(Duration::from_secs(2)).without_config_discontinuities();
+        s.push(video(&a, 0, true));
+        s.splice(true);
+        s.push(video(&b, 3000, true));
+        assert!(s.flush().unwrap().discontinuity);
     }
 
     #[test]

@@ -435,6 +435,7 @@ impl Session {
                     keyframe,
                     discontinuity: stamp.discontinuity,
                     payload: data,
+                    arrival: std::time::Instant::now(),
                 });
             }
             Ok(VideoTag::AvcEndOfSequence | VideoTag::Command) => {}
@@ -481,6 +482,7 @@ impl Session {
                     keyframe: true,
                     discontinuity: stamp.discontinuity,
                     payload: data,
+                    arrival: std::time::Instant::now(),
                 });
             }
             Err(e) => self.refuse(format!("audio: {e}")),
