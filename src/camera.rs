@@ -14,6 +14,7 @@ use std::{
 };
 
 use chrono::Utc;
+use tokio::sync::watch;
 
 use crate::fanout::Fanout;
 use crate::hls::{packager::Packager, store::Rendition};
@@ -31,6 +32,10 @@ pub struct Measured {
     pub bitrate: Option<u64>,
     pub width: Option<u16>,
     pub height: Option<u16>,
+    /// RFC 6381 codec strings and the audio rate in force, for the API and switch warnings.
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    pub sample_rate: Option<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -49,10 +54,19 @@ impl Meter {
         let start = *self.window_start.get_or_insert(time);
         self.window_bytes += frame.payload.len() as u64;
         let mut interval_changed = false;
+        if let Track::Audio(config) = &frame.track {
+            if self.measured.sample_rate != Some(config.sample_rate) {
+                self.measured.sample_rate = Some(config.sample_rate);
+                self.measured.audio_codec = Some(config.codec_string());
+            }
+        }
         if let Track::Video(config) = &frame.track {
             self.window_frames += 1;
-            self.measured.width = Some(config.width);
-            self.measured.height = Some(config.height);
+            if self.measured.width != Some(config.width) || frame.keyframe {
+                self.measured.width = Some(config.width);
+                self.measured.height = Some(config.height);
+                self.measured.video_codec = Some(config.codec_string());
+            }
             if frame.keyframe {
                 if let Some(last) = self.last_keyframe {
                     let interval = (time - last) as f64 / f64::from(VIDEO_TIMESCALE);
@@ -132,6 +146,11 @@ pub struct Camera {
     ingest: Mutex<Ingest>,
     /// Id of the publishing session, 0 when none. Claimed by compare-and-swap.
     publisher: AtomicU64,
+    /// The event's "a camera changed state" counter, bumped when a publisher comes or goes, so
+    /// the program (which watches it) never misses a change.
+    changes: Arc<watch::Sender<u64>>,
+    /// Bumped to make the current publisher's connection close (camera deleted).
+    kick: watch::Sender<u64>,
 }
 
 /// Why a publish was refused.
@@ -148,6 +167,7 @@ impl Camera {
         name: &str,
         rendition: Arc<Rendition>,
         target: Duration,
+        changes: Arc<watch::Sender<u64>>,
     ) -> Self {
         Camera {
             event: event.to_string(),
@@ -163,7 +183,23 @@ impl Camera {
             rendition,
             fanout: Fanout::default(),
             publisher: AtomicU64::new(0),
+            changes,
+            kick: watch::Sender::new(0),
         }
+    }
+
+    /// Closes the current publisher's connection, if any.
+    pub fn disconnect(&self) {
+        self.kick.send_modify(|n| *n += 1);
+    }
+
+    /// Changes when the publisher must disconnect.
+    pub fn kicked(&self) -> watch::Receiver<u64> {
+        self.kick.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
     }
 
     pub fn is_live(&self) -> bool {
@@ -186,6 +222,7 @@ impl Camera {
             .compare_exchange(0, session, Ordering::AcqRel, Ordering::Acquire)
             .map_err(|_| ClaimError::AlreadyLive)?;
         self.ingest.lock().expect("ingest lock").timeline.restart();
+        self.changed();
         Ok(Publishing {
             camera: self.clone(),
         })
@@ -230,5 +267,7 @@ impl Drop for Publishing {
         }
         camera.fanout.reset();
         camera.publisher.store(0, Ordering::Release);
+        tracing::info!(camera = %camera.label, "publisher offline");
+        camera.changed();
     }
 }

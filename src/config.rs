@@ -35,6 +35,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub control: ControlConfig,
     pub hls: HlsConfig,
+    pub program: ProgramConfig,
     pub store: StoreConfig,
     pub events: Vec<EventConfig>,
 }
@@ -79,6 +80,30 @@ pub struct HlsConfig {
     pub target_duration: Duration,
     /// Segments listed in a live playlist.
     pub window: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProgramConfig {
+    /// When a cut writes EXT-X-DISCONTINUITY: `never` (plays best in hls.js), `on_config_change`
+    /// or `always` (for strict players).
+    pub discontinuity: crate::program::splice::DiscontinuityPolicy,
+    /// The active camera is failed over after sending nothing for this long.
+    #[serde(with = "humantime_serde")]
+    pub failover_timeout: Duration,
+    /// A switch whose target sends no keyframe within this long is cancelled (HTTP 504).
+    #[serde(with = "humantime_serde")]
+    pub switch_timeout: Duration,
+}
+
+impl Default for ProgramConfig {
+    fn default() -> Self {
+        ProgramConfig {
+            discontinuity: crate::program::splice::DiscontinuityPolicy::Never,
+            failover_timeout: Duration::from_secs(1),
+            switch_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -161,6 +186,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("TALLY_CONTROL_TOKEN", "control.token"),
     ("TALLY_HLS_TARGET_DURATION", "hls.target_duration"),
     ("TALLY_HLS_WINDOW", "hls.window"),
+    ("TALLY_PROGRAM_DISCONTINUITY", "program.discontinuity"),
     ("TALLY_STORE_PATH", "store.path"),
 ];
 
@@ -205,6 +231,11 @@ impl Config {
                         humantime::parse_duration(&value).map_err(|e| bad(&e))?
                 }
                 "hls.window" => self.hls.window = value.parse().map_err(|e| bad(&e))?,
+                "program.discontinuity" => {
+                    self.program.discontinuity =
+                        serde_json::from_value(serde_json::Value::String(value.clone()))
+                            .map_err(|_| bad(&"expected never, on_config_change or always"))?
+                }
                 "store.path" => self.store.path = value.into(),
                 _ => unreachable!("every override names a handled key"),
             }
@@ -240,6 +271,20 @@ impl Config {
         }
         if self.http.cors_origin.is_empty() || self.http.cors_origin.contains(['\r', '\n']) {
             return Err(invalid("http.cors_origin", "must be a single header value"));
+        }
+        let failover = self.program.failover_timeout;
+        if failover < Duration::from_millis(100) || failover > Duration::from_secs(60) {
+            return Err(invalid(
+                "program.failover_timeout",
+                "must be between 100ms and 60s",
+            ));
+        }
+        let switch = self.program.switch_timeout;
+        if switch < Duration::from_secs(1) || switch > Duration::from_secs(120) {
+            return Err(invalid(
+                "program.switch_timeout",
+                "must be between 1s and 120s",
+            ));
         }
         if self.store.path.as_os_str().is_empty() {
             return Err(invalid("store.path", "must not be empty"));

@@ -70,6 +70,18 @@ impl Fanout {
         }
     }
 
+    /// Only frames sent from now on, from the first one: a switch target must cut at its *next*
+    /// keyframe, not a cached one.
+    pub fn subscribe_live(&self) -> Subscriber {
+        Subscriber {
+            backlog: VecDeque::new(),
+            receiver: self.sender.subscribe(),
+            resync: false,
+            lost: 0,
+            last_log: None,
+        }
+    }
+
     pub fn consumers(&self) -> usize {
         self.sender.receiver_count()
     }

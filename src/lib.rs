@@ -9,6 +9,8 @@
 //! - [`fmp4`]: pure CMAF box writers (init and media segments).
 //! - [`hls`]: the cutting policy, playlist text, the in-memory store and the packager.
 //! - [`camera`], [`registry`]: cameras, their publishers, and the lookups by key and by name.
+//! - [`program`]: events, the pure splicer and the program actor (switching, failover).
+//! - [`store`]: SQLite persistence of events, cameras, keys and the switch log.
 //! - [`fanout`]: bounded fan-out of frames to consumers, resyncing at keyframes.
 //! - [`http`]: playback routes; [`api`]: the token-protected control port.
 
@@ -22,8 +24,10 @@ pub mod fmp4;
 pub mod hls;
 pub mod http;
 pub mod media;
+pub mod program;
 pub mod registry;
 pub mod rtmp;
+pub mod store;
 pub mod timeline;
 
 use std::{net::SocketAddr, sync::Arc};
@@ -46,7 +50,9 @@ pub struct Server {
 impl Server {
     /// Binds every listener, then serves in background tasks.
     pub async fn start(config: Config) -> anyhow::Result<Server> {
-        let registry = Arc::new(Registry::new(&config));
+        let (store, events, cameras) = open_store(&config).await?;
+        let writer = program::actor::store_writer(store.clone());
+        let registry = Arc::new(Registry::new(&config, writer, &events, &cameras));
         let rtmp = TcpListener::bind(config.rtmp.listen)
             .await
             .with_context(|| format!("rtmp.listen: binding {}", config.rtmp.listen))?;
@@ -82,6 +88,11 @@ impl Server {
         });
         let control_router = api::router(api::Control {
             token: config.control.token.as_str().into(),
+            registry: registry.clone(),
+            store: store.clone(),
+            rtmp_port: rtmp_addr.port(),
+            http_port: http_addr.port(),
+            app: config.rtmp.app.clone().into(),
         });
         tasks.spawn(async move {
             if let Err(e) = axum::serve(control, control_router).await {
@@ -99,7 +110,45 @@ impl Server {
     }
 
     /// Stops every listener and connection.
+    ///
+    /// Program actors and publishers' tasks end with the runtime.
     pub async fn shutdown(mut self) {
         self.tasks.shutdown().await;
     }
+}
+
+/// Opens the store, seeds the configured events and loads every event and camera. A corrupt or
+/// unwritable store is an error that stops start-up.
+async fn open_store(
+    config: &Config,
+) -> anyhow::Result<(
+    Arc<store::Store>,
+    Vec<store::EventRow>,
+    Vec<store::CameraRow>,
+)> {
+    let path = config.store.path.clone();
+    let seeds: Vec<(String, String, Vec<(String, String, String)>)> = config
+        .events
+        .iter()
+        .map(|e| {
+            let cameras = e
+                .cameras
+                .iter()
+                .map(|c| (c.id.clone(), c.name.clone(), c.stream_key.clone()))
+                .collect();
+            (e.id.clone(), e.name.clone(), cameras)
+        })
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let store = store::Store::open(&path).context("store.path")?;
+        for (id, name, cameras) in &seeds {
+            store
+                .seed_event(id, name, cameras)
+                .with_context(|| format!("seeding event {id:?} from the configuration"))?;
+        }
+        let events = store.events()?;
+        let cameras = store.all_cameras()?;
+        Ok((Arc::new(store), events, cameras))
+    })
+    .await?
 }

@@ -80,7 +80,7 @@ fn with_common(mut response: Response, playback: &Playback, cache: HeaderValue) 
 }
 
 fn lookup(playback: &Playback, event: &str, name: &str) -> Option<Arc<Rendition>> {
-    playback.registry.rendition(event, name)
+    playback.registry.rendition_of(event, name)
 }
 
 async fn playlist(

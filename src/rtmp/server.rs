@@ -138,6 +138,8 @@ async fn connection(
     let mut buf = handshake(&mut socket, settings.timeout).await?;
     let mut session = Session::new(registry, &settings.app, id);
     let mut fresh = buf.len();
+    // Fires when the camera being published is deleted through the control API.
+    let mut kicked: Option<tokio::sync::watch::Receiver<u64>> = None;
     loop {
         let flow = session.receive(&mut buf, fresh);
         if !session.out.is_empty() {
@@ -151,6 +153,19 @@ async fn connection(
             }
             Flow::Continue => {}
         }
-        fresh = read_some(&mut socket, &mut buf, settings.timeout).await?;
+        if kicked.is_none() {
+            kicked = session.camera().map(|c| c.kicked());
+        }
+        fresh = match &mut kicked {
+            Some(kick) => tokio::select! {
+                read = read_some(&mut socket, &mut buf, settings.timeout) => read?,
+                _ = kick.changed() => {
+                    tracing::info!("camera removed: disconnecting its publisher");
+                    socket.shutdown().await.ok();
+                    return Ok(());
+                }
+            },
+            None => read_some(&mut socket, &mut buf, settings.timeout).await?,
+        };
     }
 }

@@ -98,6 +98,11 @@ impl Session {
         self.publishing.is_some()
     }
 
+    /// The camera being published.
+    pub fn camera(&self) -> Option<&Arc<crate::camera::Camera>> {
+        self.publishing.as_ref().map(|p| p.camera())
+    }
+
     /// The camera being published, as `event/camera`.
     pub fn camera_label(&self) -> Option<&str> {
         self.publishing.as_ref().map(|p| p.camera().label.as_str())

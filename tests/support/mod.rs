@@ -37,6 +37,7 @@ pub fn test_config() -> Config {
     config.http.listen = local;
     config.control.listen = local;
     config.control.token = "test-token-123".into();
+    config.store.path = fresh_store_path();
     config.events = vec![EventConfig {
         id: EVENT.into(),
         name: "Test event".into(),
@@ -55,6 +56,16 @@ pub fn test_config() -> Config {
     }];
     config.validate().expect("test config is valid");
     config
+}
+
+/// A store file of its own for each server a test starts.
+pub fn fresh_store_path() -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir()
+        .join(format!("tally-test-{}-{n}", std::process::id()))
+        .join("tally.db")
 }
 
 pub async fn start() -> Server {
