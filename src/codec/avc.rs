@@ -69,6 +69,38 @@ pub fn parse_avcc(record: Bytes) -> Result<VideoConfig, CodecError> {
     })
 }
 
+/// A keyframe with the configuration's SPS and PPS prepended in-band, each with its length
+/// prefix. At a cut to another configuration, decoders that do not re-read the init segment
+/// (ffmpeg's HLS reader) get the new parameter sets from the stream itself. One copy per cut,
+/// never per frame. Returns the payload unchanged if it already starts with an SPS.
+pub fn with_parameter_sets(config: &VideoConfig, payload: &Bytes) -> Bytes {
+    let starts_with_sps = nal_units(payload, config.nal_length_size)
+        .next()
+        .and_then(Result::ok)
+        .and_then(|nal| nal.first())
+        .is_some_and(|header| header & 0x1f == 7);
+    let Ok(record) = AvcDecoderConfigurationRecord::try_from(&config.avcc[..]) else {
+        return payload.clone(); // validated when parsed; nothing to add if it somehow is not
+    };
+    if starts_with_sps {
+        return payload.clone();
+    }
+    let sets: Vec<&[u8]> = record
+        .sequence_parameter_sets()
+        .chain(record.picture_parameter_sets())
+        .filter_map(Result::ok)
+        .collect();
+    let size = usize::from(config.nal_length_size);
+    let mut out =
+        Vec::with_capacity(payload.len() + sets.iter().map(|s| s.len() + size).sum::<usize>());
+    for set in sets {
+        out.extend_from_slice(&(set.len() as u32).to_be_bytes()[4 - size..]);
+        out.extend_from_slice(set);
+    }
+    out.extend_from_slice(payload);
+    Bytes::from(out)
+}
+
 /// Splits an AVCC payload (each NAL unit preceded by a `nal_length_size`-byte big-endian length)
 /// into NAL units, borrowing from `data`.
 ///
@@ -277,5 +309,22 @@ mod tests {
         let units: Vec<_> = nal_units(&data, 0).collect();
         assert_eq!(units, vec![Err(CodecError::NalLengthSize(0))]);
         assert_eq!(nal_units(&[], 0).count(), 0);
+    }
+
+    #[test]
+    fn parameter_sets_are_prepended_once() {
+        let config = parse_avcc(Bytes::from(hex(CAM_A_AVCC))).unwrap();
+        // An IDR slice NAL unit (type 5) with a 4-byte length prefix.
+        let payload = Bytes::from_static(&[0, 0, 0, 3, 0x65, 0x88, 0x84]);
+        let with = with_parameter_sets(&config, &payload);
+        let types: Vec<u8> = nal_units(&with, config.nal_length_size)
+            .map(|n| n.unwrap()[0] & 0x1f)
+            .collect();
+        assert_eq!(types, vec![7, 8, 5], "SPS, PPS, then the frame");
+        assert!(
+            with.ends_with(&payload),
+            "the frame itself follows unchanged"
+        );
+        assert_eq!(with_parameter_sets(&config, &with), with, "not added twice");
     }
 }

@@ -11,7 +11,7 @@ pub mod aac;
 pub mod avc;
 
 pub use aac::parse_asc;
-pub use avc::{nal_units, parse_avcc};
+pub use avc::{nal_units, parse_avcc, with_parameter_sets};
 
 /// Why a codec configuration or payload was refused; variants name the spec field at fault.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::segmenter::{SegmentMedia, Segmenter};
 use super::store::{Rendition, Segment};
 use crate::fmp4::{self, Fmp4Error, Run};
-use crate::media::{Frame, VIDEO_TIMESCALE};
+use crate::media::{AudioConfig, Frame, Track, VideoConfig, VIDEO_TIMESCALE};
 
 #[derive(Debug)]
 pub struct Packager {
@@ -18,6 +18,12 @@ pub struct Packager {
     /// Wall-clock time of a timeline instant (90 kHz), for EXT-X-PROGRAM-DATE-TIME; re-anchored at
     /// every discontinuity.
     anchor: Option<(i64, DateTime<Utc>)>,
+    /// The video configuration of the last frame, to spot a change of configuration.
+    video: Option<Arc<VideoConfig>>,
+    /// The audio configuration in force. A segment that happens to hold no audio (a publisher
+    /// gone right after a keyframe) still gets an init with the audio track: dropping the track
+    /// for one segment would be a track change for players.
+    audio: Option<Arc<AudioConfig>>,
 }
 
 impl Packager {
@@ -26,6 +32,8 @@ impl Packager {
             segmenter: Segmenter::new(target),
             rendition,
             anchor: None,
+            video: None,
+            audio: None,
         }
     }
 
@@ -62,9 +70,27 @@ impl Packager {
     /// Feeds a frame that arrived at `now`; returns the segment it completed, if any.
     pub fn push(
         &mut self,
-        frame: Frame,
+        mut frame: Frame,
         now: DateTime<Utc>,
     ) -> Result<Option<Arc<Segment>>, Fmp4Error> {
+        if frame.discontinuity {
+            // A new source may bring other tracks.
+            self.audio = None;
+        }
+        if let Track::Audio(config) = &frame.track {
+            self.audio = Some(config.clone());
+        }
+        if let Track::Video(config) = &frame.track {
+            let changed = self
+                .video
+                .as_ref()
+                .is_some_and(|last| !Arc::ptr_eq(last, config) && **last != **config);
+            if changed && frame.keyframe {
+                // Decoders that keep one context across EXT-X-MAP changes need the new SPS/PPS.
+                frame.payload = crate::codec::with_parameter_sets(config, &frame.payload);
+            }
+            self.video = Some(config.clone());
+        }
         let time = crate::media::rescale(frame.dts, frame.track.timescale(), VIDEO_TIMESCALE);
         let reanchor = frame.discontinuity || self.anchor.is_none();
         let closed = self.segmenter.push(frame);
@@ -86,11 +112,11 @@ impl Packager {
     fn store(&mut self, media: SegmentMedia) -> Result<Arc<Segment>, Fmp4Error> {
         let video = media.video.as_ref();
         let audio = media.audio.as_ref();
-        let init =
-            self.rendition
-                .init_for(video.map(|v| &v.config), audio.map(|a| &a.config), || {
-                    fmp4::init_segment(video.map(|v| &*v.config), audio.map(|a| &*a.config))
-                })?;
+        let video_config = video.map(|v| &v.config).or(self.video.as_ref());
+        let audio_config = audio.map(|a| &a.config).or(self.audio.as_ref());
+        let init = self.rendition.init_for(video_config, audio_config, || {
+            fmp4::init_segment(video_config.map(|v| &**v), audio_config.map(|a| &**a))
+        })?;
         let sequence = self.rendition.next_sequence();
         let fragment = fmp4::fragment(
             // mfhd sequence numbers are 32-bit and only need to increase within a session.

@@ -155,10 +155,14 @@ impl Rendition {
         build: impl FnOnce() -> Result<Bytes, crate::fmp4::Fmp4Error>,
     ) -> Result<Arc<Init>, crate::fmp4::Fmp4Error> {
         let mut state = self.state.lock().expect("rendition lock");
-        if let Some(last) = state.segments.back() {
-            if last.init.describes(video, audio) {
-                return Ok(last.init.clone());
-            }
+        // Back to a configuration still in the store (a camera cut back in): reuse its init.
+        if let Some(known) = state
+            .segments
+            .iter()
+            .rev()
+            .find(|s| s.init.describes(video, audio))
+        {
+            return Ok(known.init.clone());
         }
         let id = state.next_init_id;
         state.next_init_id += 1;

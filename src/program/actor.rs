@@ -94,6 +94,8 @@ pub struct Actor {
     live: Vec<String>,
     /// The camera on program before a restart: it gets priority when it returns.
     preferred: Option<String>,
+    /// The camera lost to a failover, reported as `from` by the switch that replaces it.
+    lost: Option<String>,
     /// When the active camera counts as silent.
     idle_deadline: Instant,
     /// Warnings last announced per camera, so each change is announced once.
@@ -131,6 +133,7 @@ impl Actor {
             pending: None,
             live: Vec::new(),
             preferred,
+            lost: None,
             idle_deadline: Instant::now(),
             warned: HashMap::new(),
             out: Vec::with_capacity(64),
@@ -363,7 +366,11 @@ impl Actor {
         }
         let pending = self.pending.take().expect("checked above");
         let now = Instant::now();
-        let previous = self.active.take().map(|a| a.camera.id.clone());
+        let previous = self
+            .active
+            .take()
+            .map(|a| a.camera.id.clone())
+            .or_else(|| self.lost.take());
         let report = SwitchReport {
             active_camera: switched.to.clone(),
             previous_camera: previous.clone(),
@@ -429,6 +436,7 @@ impl Actor {
             return;
         };
         tracing::warn!(camera = %old.camera.id, why, "active camera lost; failing over");
+        self.lost = Some(old.camera.id.clone());
         self.splicer.drop_active();
         // List what the program has so far; the next camera's cut starts a new segment.
         if let Err(e) = self.packager.splice(false) {

@@ -112,6 +112,9 @@ pub struct Splicer {
     last_video: Option<i64>,
     /// Duration of the last program video frame (difference of the last two dts).
     video_step: i64,
+    /// Where program video presentation ends (latest pts + one frame): a cut never presents its
+    /// keyframe before this, or players would see two pictures at one instant.
+    presented_end: Option<i64>,
     /// Last program audio dts and its timescale: program audio ends one AAC frame later.
     last_audio: Option<(i64, u32)>,
     /// The active camera emitted audio since its cut. If not, continuing from older program audio
@@ -133,6 +136,7 @@ impl Splicer {
             video_offset: 0,
             audio_sync: AudioSync::Unset,
             last_video: None,
+            presented_end: None,
             video_step: DEFAULT_VIDEO_STEP,
             last_audio: None,
             audio_since_cut: false,
@@ -271,9 +275,14 @@ impl Splicer {
         let from = self.active.replace(to.clone());
         self.stale_active = false;
 
-        let program_dts = match self.last_video {
-            Some(last) => last + self.video_step,
-            None => FIRST_PROGRAM_DTS,
+        // One frame after the last decoded frame; later only when the target's B-frame delay is
+        // shorter than the outgoing camera's, so that presentation does not overlap either.
+        let program_dts = match (self.last_video, self.presented_end) {
+            (Some(last), Some(shown)) => {
+                (last + self.video_step).max(shown - i64::from(k.cts_offset))
+            }
+            (Some(last), None) => last + self.video_step,
+            _ => FIRST_PROGRAM_DTS,
         };
         let discontinuity = self.last_video.is_some()
             && match self.policy {
@@ -336,6 +345,8 @@ impl Splicer {
             self.video_step = dts - last;
         }
         self.last_video = Some(dts);
+        let shown = dts + i64::from(frame.cts_offset.max(0)) + self.video_step;
+        self.presented_end = Some(self.presented_end.map_or(shown, |end| end.max(shown)));
         if !self
             .video_config
             .as_ref()
@@ -595,8 +606,9 @@ mod tests {
                     Frame {
                         track: Track::Video(s.video.clone()),
                         dts,
-                        // B-frame style reordering.
-                        cts_offset: [2, 0, 1][i as usize % 3] * s.video_step as i32,
+                        // B-frame style reordering, restarting at each IDR as encoders do (the
+                        // IDR carries the whole reorder delay).
+                        cts_offset: [2, 0, 1][(i % s.gop) as usize % 3] * s.video_step as i32,
                         keyframe: i % s.gop == 0,
                         discontinuity: false,
                         payload: payload(s.tag, true, dts),
@@ -713,6 +725,7 @@ mod tests {
             .collect();
         let mut segments: Vec<Segment> = Vec::new();
         let mut last_video: Option<(i64, u8)> = None;
+        let mut presented_end: Option<i64> = None;
         let mut last_audio: Option<(i64, u32)> = None;
         for (index, event) in run.events.iter().enumerate() {
             let frame = match event {
@@ -749,14 +762,33 @@ mod tests {
                 Track::Video(config) => {
                     assert!(Arc::ptr_eq(config, &by_tag(tag).video));
                     assert_eq!(frame.dts - input, segment.video_offset, "event {index}");
+                    let step = |t: u8| by_tag(t).video_step;
                     match last_video {
-                        Some((last, last_tag)) => assert_eq!(
-                            frame.dts - last,
-                            by_tag(last_tag).video_step,
-                            "video not contiguous at event {index}"
-                        ),
+                        // Within a camera: its own spacing. At a cut: one frame after the last
+                        // decoded frame, or later only so its presentation starts where the
+                        // program's ends.
+                        Some((last, last_tag)) if last_tag == tag && segment.k != index => {
+                            assert_eq!(
+                                frame.dts - last,
+                                step(tag),
+                                "video spacing at event {index}"
+                            )
+                        }
+                        Some((last, last_tag)) => {
+                            let shown = presented_end.unwrap() - i64::from(frame.cts_offset);
+                            assert_eq!(
+                                frame.dts,
+                                (last + step(last_tag)).max(shown),
+                                "cut not contiguous at event {index}"
+                            )
+                        }
                         None => assert_eq!(frame.dts, 90_000),
                     }
+                    if let Some((last, _)) = last_video {
+                        assert!(frame.dts > last, "decode time rises at event {index}");
+                    }
+                    let shown = frame.dts + i64::from(frame.cts_offset) + step(tag);
+                    presented_end = Some(presented_end.map_or(shown, |e| e.max(shown)));
                     last_video = Some((frame.dts, tag));
                 }
                 Track::Audio(config) => {
