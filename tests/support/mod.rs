@@ -15,6 +15,7 @@ pub const APP: &str = "live";
 pub const EVENT: &str = "demo";
 pub const KEY_A: &str = "test-key-camera-a";
 pub const KEY_B: &str = "test-key-camera-b";
+pub const KEY_C: &str = "test-key-camera-c";
 
 pub fn fixture(name: &str) -> Bytes {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -51,6 +52,11 @@ pub fn test_config() -> Config {
                 id: "cam2".into(),
                 name: "B".into(),
                 stream_key: KEY_B.into(),
+            },
+            CameraConfig {
+                id: "cam3".into(),
+                name: "C".into(),
+                stream_key: KEY_C.into(),
             },
         ],
     }];
@@ -160,11 +166,11 @@ pub fn check_playlist(text: &str) -> m3u8_rs::MediaPlaylist {
             segment.program_date_time.is_some(),
             "every segment has PROGRAM-DATE-TIME"
         );
-        for key in [KEY_A, KEY_B] {
+        for key in [KEY_A, KEY_B, KEY_C] {
             assert!(!segment.uri.contains(key), "stream key leaked into a URI");
         }
     }
-    for key in [KEY_A, KEY_B] {
+    for key in [KEY_A, KEY_B, KEY_C] {
         assert!(!text.contains(key), "stream key leaked into the playlist");
     }
     playlist
@@ -326,4 +332,55 @@ pub fn require_tool(name: &str) -> bool {
         eprintln!("SKIPPED: {name} is not installed; run bash .ci/run to install interop tools");
     }
     found
+}
+
+/// The fixture's tags repeated `loops` times on one continuous timeline, as a camera that keeps
+/// shooting: later rounds skip the metadata and sequence headers and shift timestamps on.
+pub fn looped_tags(fixture: &str, loops: u32) -> Vec<Tag> {
+    let tags = fixture_tags(fixture);
+    let length = tags.last().map_or(0, |t| t.timestamp_ms) + 40;
+    let mut out = Vec::with_capacity(tags.len() * loops as usize);
+    for round in 0..loops {
+        for tag in &tags {
+            let header = tag.kind == flv::TagKind::Script
+                || matches!(
+                    flv::parse_video(&tag.body),
+                    Ok(flv::VideoTag::AvcSequenceHeader(_))
+                )
+                || matches!(
+                    flv::parse_audio(&tag.body),
+                    Ok(flv::AudioTag::AacSequenceHeader(_))
+                );
+            if round > 0 && header {
+                continue;
+            }
+            let mut tag = tag.clone();
+            tag.timestamp_ms += round * length;
+            out.push(tag);
+        }
+    }
+    out
+}
+
+/// Publishes a fixture in real time, looped `loops` times, until done or aborted (abort the
+/// handle to "pull the cable": the socket closes without a goodbye).
+pub async fn publish_live(
+    server: &Server,
+    key: &str,
+    fixture: &str,
+    loops: u32,
+) -> tokio::task::JoinHandle<()> {
+    use tally::rtmp::client::{PublishOptions, Publisher};
+    let options = PublishOptions {
+        realtime: true,
+        ..Default::default()
+    };
+    let mut publisher = Publisher::connect(server.rtmp_addr, APP, key, options)
+        .await
+        .expect("publish accepted");
+    let tags = looped_tags(fixture, loops);
+    tokio::spawn(async move {
+        publisher.send_tags(&tags).await.expect("tags sent");
+        publisher.finish().await.expect("clean stop");
+    })
 }
