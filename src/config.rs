@@ -396,6 +396,33 @@ mod tests {
     }
 
     #[test]
+    fn program_keys() {
+        use crate::program::splice::DiscontinuityPolicy;
+        let mut config = Config::from_toml(
+            "[program]\ndiscontinuity = \"on_config_change\"\nfailover_timeout = \"500ms\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.program.discontinuity,
+            DiscontinuityPolicy::OnConfigChange
+        );
+        assert_eq!(config.program.failover_timeout, Duration::from_millis(500));
+        config
+            .apply_env(|v| (v == "TALLY_PROGRAM_DISCONTINUITY").then(|| "always".to_string()))
+            .unwrap();
+        assert_eq!(config.program.discontinuity, DiscontinuityPolicy::Always);
+        let err = config
+            .apply_env(|v| (v == "TALLY_PROGRAM_DISCONTINUITY").then(|| "sometimes".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("program.discontinuity:"), "{err}");
+        config.program.switch_timeout = Duration::from_millis(10);
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.starts_with("program.switch_timeout:"), "{err}");
+        assert!(Config::from_toml("[program]\ndiscontinuity = \"maybe\"\n").is_err());
+    }
+
+    #[test]
     fn duplicate_keys_are_refused() {
         let text = r#"
 [[events]]

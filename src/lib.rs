@@ -127,24 +127,18 @@ async fn open_store(
     Vec<store::CameraRow>,
 )> {
     let path = config.store.path.clone();
-    let seeds: Vec<(String, String, Vec<(String, String, String)>)> = config
-        .events
-        .iter()
-        .map(|e| {
-            let cameras = e
+    let seeds = config.events.clone();
+    tokio::task::spawn_blocking(move || {
+        let store = store::Store::open(&path).context("store.path")?;
+        for event in &seeds {
+            let cameras: Vec<(String, String, String)> = event
                 .cameras
                 .iter()
                 .map(|c| (c.id.clone(), c.name.clone(), c.stream_key.clone()))
                 .collect();
-            (e.id.clone(), e.name.clone(), cameras)
-        })
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        let store = store::Store::open(&path).context("store.path")?;
-        for (id, name, cameras) in &seeds {
             store
-                .seed_event(id, name, cameras)
-                .with_context(|| format!("seeding event {id:?} from the configuration"))?;
+                .seed_event(&event.id, &event.name, &cameras)
+                .with_context(|| format!("seeding event {:?} from the configuration", event.id))?;
         }
         let events = store.events()?;
         let cameras = store.all_cameras()?;

@@ -40,8 +40,22 @@ pub struct Control {
     pub app: Arc<str>,
 }
 
+/// An error answer: a status and a message, sent as `{"error": message}`.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+pub fn fail(status: StatusCode, message: &str) -> ApiError {
+    ApiError(status, message.to_string())
+}
+
 pub fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
+    fail(status, message).into_response()
 }
 
 /// Compares without early exit, so response time does not reveal how much of a guess matched.
@@ -106,17 +120,15 @@ pub fn router(control: Control) -> Router {
         .with_state(control)
 }
 
-type ApiResult = Result<Response, Response>;
+type ApiResult = Result<Response, ApiError>;
 
-fn store_error(e: StoreError) -> Response {
+fn store_error(e: StoreError) -> ApiError {
     match e {
-        StoreError::NotFound(what) => error(StatusCode::NOT_FOUND, &format!("{what} not found")),
-        StoreError::Conflict(what) => {
-            error(StatusCode::CONFLICT, &format!("{what} already exists"))
-        }
+        StoreError::NotFound(what) => fail(StatusCode::NOT_FOUND, &format!("{what} not found")),
+        StoreError::Conflict(what) => fail(StatusCode::CONFLICT, &format!("{what} already exists")),
         other => {
             tracing::error!(error = %other, "store");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "store error")
+            fail(StatusCode::INTERNAL_SERVER_ERROR, "store error")
         }
     }
 }
@@ -125,25 +137,25 @@ fn store_error(e: StoreError) -> Response {
 async fn blocking<T: Send + 'static>(
     store: &Arc<Store>,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, Response> {
+) -> Result<T, ApiError> {
     let store = store.clone();
     tokio::task::spawn_blocking(move || f(&store))
         .await
-        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "store task failed"))?
+        .map_err(|_| fail(StatusCode::INTERNAL_SERVER_ERROR, "store task failed"))?
         .map_err(store_error)
 }
 
-fn find_event(control: &Control, id: &str) -> Result<Arc<Event>, Response> {
+fn find_event(control: &Control, id: &str) -> Result<Arc<Event>, ApiError> {
     control
         .registry
         .event(id)
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such event"))
+        .ok_or_else(|| fail(StatusCode::NOT_FOUND, "no such event"))
 }
 
-fn find_camera(event: &Event, id: &str) -> Result<Arc<Camera>, Response> {
+fn find_camera(event: &Event, id: &str) -> Result<Arc<Camera>, ApiError> {
     event
         .camera(id)
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such camera"))
+        .ok_or_else(|| fail(StatusCode::NOT_FOUND, "no such camera"))
 }
 
 fn valid_id(id: &str) -> bool {
@@ -293,18 +305,18 @@ async fn create_event(
     body: Option<Json<NewThing>>,
 ) -> ApiResult {
     let Some(Json(body)) = body else {
-        return Err(error(
+        return Err(fail(
             StatusCode::BAD_REQUEST,
             "expected JSON {\"name\": ..., \"id\"?: ...}",
         ));
     };
     if body.name.trim().is_empty() {
-        return Err(error(StatusCode::BAD_REQUEST, "name must not be empty"));
+        return Err(fail(StatusCode::BAD_REQUEST, "name must not be empty"));
     }
     let id = match body.id {
         Some(id) if valid_id(&id) => id,
         Some(_) => {
-            return Err(error(
+            return Err(fail(
                 StatusCode::BAD_REQUEST,
                 "id must be 1-64 of [A-Za-z0-9_-]",
             ))
@@ -390,7 +402,7 @@ async fn create_camera(
 ) -> ApiResult {
     let event = find_event(&control, &id)?;
     let Some(Json(body)) = body else {
-        return Err(error(
+        return Err(fail(
             StatusCode::BAD_REQUEST,
             "expected JSON {\"name\": ..., \"id\"?: ...}",
         ));
@@ -398,7 +410,7 @@ async fn create_camera(
     let camera_id = match body.id {
         Some(c) if valid_id(&c) && c != crate::hls::PROGRAM => c,
         Some(_) => {
-            return Err(error(
+            return Err(fail(
                 StatusCode::BAD_REQUEST,
                 "id must be 1-64 of [A-Za-z0-9_-] and not \"program\"",
             ))
@@ -474,13 +486,13 @@ struct SwitchQuery {
     wait: Option<bool>,
 }
 
-fn switch_error(e: SwitchError) -> Response {
+fn switch_error(e: SwitchError) -> ApiError {
     let status = match e {
         SwitchError::UnknownCamera | SwitchError::Gone => StatusCode::NOT_FOUND,
         SwitchError::NotLive | SwitchError::Superseded | SwitchError::Ended => StatusCode::CONFLICT,
         SwitchError::Timeout => StatusCode::GATEWAY_TIMEOUT,
     };
-    error(status, &e.to_string())
+    fail(status, &e.to_string())
 }
 
 async fn switch(
@@ -491,7 +503,7 @@ async fn switch(
 ) -> ApiResult {
     let event = find_event(&control, &id)?;
     let Some(Json(body)) = body else {
-        return Err(error(
+        return Err(fail(
             StatusCode::BAD_REQUEST,
             "expected JSON {\"camera\": ...}",
         ));

@@ -151,8 +151,11 @@ impl Actor {
         mut commands: mpsc::Receiver<Command>,
         mut changes: watch::Receiver<u64>,
     ) {
-        if self.status() == Status::Ended {
-            self.packager.rendition().end();
+        match self.status() {
+            Status::Ended => self.packager.rendition().end(),
+            // Restarted mid-event: nothing is on program until a camera returns.
+            Status::Live => self.set_status(Status::Paused),
+            Status::Waiting | Status::Paused => {}
         }
         self.cameras_changed();
         let mut tick = tokio::time::interval(Duration::from_secs(2));
