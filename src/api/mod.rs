@@ -145,6 +145,16 @@ async fn blocking<T: Send + 'static>(
         .map_err(store_error)
 }
 
+/// The JSON body, or 400 naming what was expected.
+fn json_body<T>(body: Option<Json<T>>, expected: &str) -> Result<T, ApiError> {
+    body.map(|Json(b)| b).ok_or_else(|| {
+        fail(
+            StatusCode::BAD_REQUEST,
+            &format!("expected JSON {expected}"),
+        )
+    })
+}
+
 fn find_event(control: &Control, id: &str) -> Result<Arc<Event>, ApiError> {
     control
         .registry
@@ -304,12 +314,7 @@ async fn create_event(
     headers: HeaderMap,
     body: Option<Json<NewThing>>,
 ) -> ApiResult {
-    let Some(Json(body)) = body else {
-        return Err(fail(
-            StatusCode::BAD_REQUEST,
-            "expected JSON {\"name\": ..., \"id\"?: ...}",
-        ));
-    };
+    let body = json_body(body, "{\"name\": ..., \"id\"?: ...}")?;
     if body.name.trim().is_empty() {
         return Err(fail(StatusCode::BAD_REQUEST, "name must not be empty"));
     }
@@ -401,12 +406,7 @@ async fn create_camera(
     body: Option<Json<NewThing>>,
 ) -> ApiResult {
     let event = find_event(&control, &id)?;
-    let Some(Json(body)) = body else {
-        return Err(fail(
-            StatusCode::BAD_REQUEST,
-            "expected JSON {\"name\": ..., \"id\"?: ...}",
-        ));
-    };
+    let body = json_body(body, "{\"name\": ..., \"id\"?: ...}")?;
     let camera_id = match body.id {
         Some(c) if valid_id(&c) && c != crate::hls::PROGRAM => c,
         Some(_) => {
@@ -502,12 +502,7 @@ async fn switch(
     body: Option<Json<SwitchBody>>,
 ) -> ApiResult {
     let event = find_event(&control, &id)?;
-    let Some(Json(body)) = body else {
-        return Err(fail(
-            StatusCode::BAD_REQUEST,
-            "expected JSON {\"camera\": ...}",
-        ));
-    };
+    let body = json_body(body, "{\"camera\": ...}")?;
     let camera = find_camera(&event, &body.camera)?;
     if !camera.is_live() {
         return Err(switch_error(SwitchError::NotLive));
