@@ -151,6 +151,8 @@ pub struct Camera {
     changes: Arc<watch::Sender<u64>>,
     /// Bumped to make the current publisher's connection close (camera deleted).
     kick: watch::Sender<u64>,
+    /// The newest video keyframe, kept after the publisher leaves: thumbnails decode it on demand.
+    last_keyframe: Mutex<Option<Frame>>,
 }
 
 /// Why a publish was refused.
@@ -185,7 +187,13 @@ impl Camera {
             publisher: AtomicU64::new(0),
             changes,
             kick: watch::Sender::new(0),
+            last_keyframe: Mutex::new(None),
         }
+    }
+
+    /// The newest video keyframe this camera has sent, if any.
+    pub fn last_keyframe(&self) -> Option<Frame> {
+        self.last_keyframe.lock().expect("keyframe lock").clone()
     }
 
     /// Closes the current publisher's connection, if any.
@@ -248,6 +256,9 @@ impl Publishing {
 
     pub fn push(&self, frame: Frame) {
         let camera = &self.camera;
+        if frame.keyframe && frame.track.is_video() {
+            *camera.last_keyframe.lock().expect("keyframe lock") = Some(frame.clone());
+        }
         self.with_ingest(|ingest| ingest.push(frame, &camera.fanout, &camera.label));
     }
 
