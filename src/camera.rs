@@ -191,6 +191,17 @@ impl Camera {
         }
     }
 
+    /// `live` (publishing), `offline` (has published, not now) or `waiting` (never published).
+    pub fn status(&self) -> &'static str {
+        if self.is_live() {
+            "live"
+        } else if self.rendition.snapshot().next_sequence > 0 {
+            "offline"
+        } else {
+            "waiting"
+        }
+    }
+
     /// The newest video keyframe this camera has sent, if any.
     pub fn last_keyframe(&self) -> Option<Frame> {
         self.last_keyframe.lock().expect("keyframe lock").clone()

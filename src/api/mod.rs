@@ -221,13 +221,7 @@ impl Urls {
 fn camera_json(urls: &Urls, event: &Event, camera: &Camera, with_key: bool) -> Value {
     let state = event.state();
     let measured = camera.measured();
-    let status = if camera.is_live() {
-        "live"
-    } else if camera.rendition.snapshot().next_sequence > 0 {
-        "offline"
-    } else {
-        "waiting"
-    };
+    let status = camera.status();
     let reference = state
         .active
         .as_deref()

@@ -222,7 +222,10 @@ impl Actor {
                         self.set_status(Status::Paused);
                     }
                 }
-                Wake::Tick => self.refresh_warnings(),
+                Wake::Tick => {
+                    self.refresh_warnings();
+                    self.announce_stats();
+                }
             }
         }
         tracing::debug!("program actor stopped");
@@ -505,6 +508,37 @@ impl Actor {
             }
         }
         self.refresh_warnings();
+    }
+
+    /// Pushes every camera's measurements to WebSocket clients (when there are any), so
+    /// consoles show bitrate and frame rate without polling.
+    fn announce_stats(&self) {
+        if self.bus.receiver_count() == 0 {
+            return;
+        }
+        let Some(event) = self.event.upgrade() else {
+            return;
+        };
+        let cameras: Vec<serde_json::Value> = event
+            .cameras()
+            .iter()
+            .map(|camera| {
+                let m = camera.measured();
+                json!({
+                    "camera": camera.id,
+                    "status": camera.status(),
+                    "bitrate": m.bitrate,
+                    "frame_rate": m.frame_rate,
+                    "keyframe_interval": m.keyframe_interval,
+                    "width": m.width,
+                    "height": m.height,
+                    "video_codec": m.video_codec,
+                    "audio_codec": m.audio_codec,
+                    "sample_rate": m.sample_rate,
+                })
+            })
+            .collect();
+        self.notify("camera_stats", json!({ "cameras": cameras }));
     }
 
     /// Announces each live camera's differences from the program once per change.
