@@ -96,6 +96,9 @@ pub struct Actor {
     preferred: Option<String>,
     /// The camera lost to a failover, reported as `from` by the switch that replaces it.
     lost: Option<String>,
+    /// A failover is under way: a replacement that vanishes is replaced, still as `failover`.
+    /// Ends when a switch completes or the event pauses.
+    recovering: bool,
     /// When the active camera counts as silent.
     idle_deadline: Instant,
     /// Warnings last announced per camera, so each change is announced once.
@@ -134,6 +137,7 @@ impl Actor {
             live: Vec::new(),
             preferred,
             lost: None,
+            recovering: false,
             idle_deadline: Instant::now(),
             warned: HashMap::new(),
             out: Vec::with_capacity(64),
@@ -210,7 +214,10 @@ impl Actor {
                         .unwrap_or_default();
                     self.feed(&id, frame);
                 }
-                Wake::Pending(None) => self.cancel_pending(SwitchError::NotLive),
+                Wake::Pending(None) => {
+                    self.cancel_pending(SwitchError::NotLive);
+                    self.cameras_changed();
+                }
                 Wake::Idle => {
                     let silent = self.settings.failover_timeout;
                     self.failover(&format!("no media for {silent:?}"));
@@ -219,7 +226,7 @@ impl Actor {
                     tracing::warn!("switch cancelled: no keyframe from the target in time");
                     self.cancel_pending(SwitchError::Timeout);
                     if self.active.is_none() {
-                        self.set_status(Status::Paused);
+                        self.pause();
                     }
                 }
                 Wake::Tick => {
@@ -401,6 +408,7 @@ impl Actor {
         });
         self.idle_deadline = now + self.settings.failover_timeout;
         self.preferred = None;
+        self.recovering = false;
         self.notify(
             "camera_switched",
             json!({
@@ -443,6 +451,7 @@ impl Actor {
         };
         tracing::warn!(camera = %old.camera.id, why, "active camera lost; failing over");
         self.lost = Some(old.camera.id.clone());
+        self.recovering = true;
         self.splicer.drop_active();
         // List what the program has so far; the next camera's cut starts a new segment.
         if let Err(e) = self.packager.splice(false) {
@@ -466,8 +475,14 @@ impl Actor {
             .map(|c| c.id.clone());
         match next {
             Some(id) => self.switch(&id, Reason::Failover, None),
-            None => self.set_status(Status::Paused),
+            None => self.pause(),
         }
+    }
+
+    /// Nothing can go on program: hold until a camera returns (that start is `auto`).
+    fn pause(&mut self) {
+        self.recovering = false;
+        self.pause();
     }
 
     fn cameras_changed(&mut self) {
@@ -503,8 +518,12 @@ impl Actor {
                 .clone()
                 .filter(|p| self.live.contains(p))
                 .or_else(|| self.live.first().cloned());
-            if let Some(id) = first {
-                self.switch(&id, Reason::Auto, None);
+            match first {
+                // Still recovering from a lost camera (its replacement may have vanished too).
+                Some(id) if self.recovering => self.switch(&id, Reason::Failover, None),
+                Some(id) => self.switch(&id, Reason::Auto, None),
+                None if self.status() == Status::Live => self.pause(),
+                None => {}
             }
         }
         self.refresh_warnings();
