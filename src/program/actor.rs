@@ -482,7 +482,7 @@ impl Actor {
     /// Nothing can go on program: hold until a camera returns (that start is `auto`).
     fn pause(&mut self) {
         self.recovering = false;
-        self.pause();
+        self.set_status(Status::Paused);
     }
 
     fn cameras_changed(&mut self) {
