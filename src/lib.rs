@@ -13,11 +13,14 @@
 //! - [`store`]: SQLite persistence of events, cameras, keys and the switch log.
 //! - [`fanout`]: bounded fan-out of frames to consumers, resyncing at keyframes.
 //! - [`http`]: playback routes; [`api`]: the token-protected control port.
+//! - [`console`]: the operator console's static files, served on the control port.
+//! - [`thumbnail`]: a camera's newest keyframe as a JPEG, decoded lazily and shared.
 
 pub mod api;
 pub mod camera;
 pub mod codec;
 pub mod config;
+pub mod console;
 pub mod fanout;
 pub mod flv;
 pub mod fmp4;
@@ -28,6 +31,7 @@ pub mod program;
 pub mod registry;
 pub mod rtmp;
 pub mod store;
+pub mod thumbnail;
 pub mod timeline;
 
 use std::{net::SocketAddr, sync::Arc};
@@ -86,14 +90,15 @@ impl Server {
                 tracing::error!(error = %e, "playback server stopped");
             }
         });
-        let control_router = api::router(api::Control {
+        let control_router = console::router().merge(api::router(api::Control {
             token: config.control.token.as_str().into(),
             registry: registry.clone(),
             store: store.clone(),
             rtmp_port: rtmp_addr.port(),
             http_port: http_addr.port(),
             app: config.rtmp.app.clone().into(),
-        });
+            thumbnails: Arc::new(thumbnail::Thumbnails::new()),
+        }));
         tasks.spawn(async move {
             if let Err(e) = axum::serve(control, control_router).await {
                 tracing::error!(error = %e, "control server stopped");

@@ -9,6 +9,8 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     extract::{
+        rejection::JsonRejection,
+        rejection::QueryRejection,
         ws::{Message, WebSocket, WebSocketUpgrade},
         Path, Query, Request, State,
     },
@@ -27,6 +29,7 @@ use crate::camera::Camera;
 use crate::program::{self, Command, Event, Reason, SwitchError};
 use crate::registry::Registry;
 use crate::store::{Store, StoreError};
+use crate::thumbnail::ThumbnailError;
 
 #[derive(Clone)]
 pub struct Control {
@@ -38,6 +41,8 @@ pub struct Control {
     pub rtmp_port: u16,
     pub http_port: u16,
     pub app: Arc<str>,
+    /// Decoded keyframe JPEGs, shared by every request so each keyframe is decoded once.
+    pub thumbnails: Arc<crate::thumbnail::Thumbnails>,
 }
 
 /// An error answer: a status and a message, sent as `{"error": message}`.
@@ -108,6 +113,10 @@ pub fn router(control: Control) -> Router {
             get(get_camera).delete(delete_camera),
         )
         .route("/api/events/{event}/cameras/{camera}/key", post(rotate_key))
+        .route(
+            "/api/events/{event}/cameras/{camera}/thumbnail.jpg",
+            get(thumbnail),
+        )
         .route("/api/events/{event}/switch", post(switch))
         .route("/api/events/{event}/switches", get(switches))
         .route("/api/events/{event}/end", post(end))
@@ -145,12 +154,17 @@ async fn blocking<T: Send + 'static>(
         .map_err(store_error)
 }
 
-/// The JSON body, or 400 naming what was expected.
-fn json_body<T>(body: Option<Json<T>>, expected: &str) -> Result<T, ApiError> {
-    body.map(|Json(b)| b).ok_or_else(|| {
+/// The JSON body, or a JSON error naming what was expected: 400 when there is no JSON or it
+/// does not parse, 422 when it parses but lacks what the route needs.
+fn json_body<T>(body: Result<Json<T>, JsonRejection>, expected: &str) -> Result<T, ApiError> {
+    body.map(|Json(b)| b).map_err(|rejection| {
+        let status = match rejection {
+            JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::BAD_REQUEST,
+        };
         fail(
-            StatusCode::BAD_REQUEST,
-            &format!("expected JSON {expected}"),
+            status,
+            &format!("expected JSON {expected}: {}", rejection.body_text()),
         )
     })
 }
@@ -306,7 +320,7 @@ fn slug(name: &str) -> String {
 async fn create_event(
     State(control): State<Control>,
     headers: HeaderMap,
-    body: Option<Json<NewThing>>,
+    body: Result<Json<NewThing>, JsonRejection>,
 ) -> ApiResult {
     let body = json_body(body, "{\"name\": ..., \"id\"?: ...}")?;
     if body.name.trim().is_empty() {
@@ -397,7 +411,7 @@ async fn create_camera(
     State(control): State<Control>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Option<Json<NewThing>>,
+    body: Result<Json<NewThing>, JsonRejection>,
 ) -> ApiResult {
     let event = find_event(&control, &id)?;
     let body = json_body(body, "{\"name\": ..., \"id\"?: ...}")?;
@@ -471,6 +485,58 @@ async fn rotate_key(
 }
 
 #[derive(Deserialize)]
+struct ThumbnailQuery {
+    /// Kept as text so that a bad value gets our JSON 400, not the extractor's plain-text one.
+    width: Option<String>,
+}
+
+fn thumbnail_error(e: ThumbnailError) -> ApiError {
+    let status = match e {
+        ThumbnailError::NoKeyframe => StatusCode::NOT_FOUND,
+        ThumbnailError::Decode(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        ThumbnailError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    fail(status, &e.to_string())
+}
+
+/// A JPEG of the camera's newest keyframe; `?width=N` scales it down (N clamped to 16..=3840).
+async fn thumbnail(
+    State(control): State<Control>,
+    Path((id, camera)): Path<(String, String)>,
+    query: Result<Query<ThumbnailQuery>, QueryRejection>,
+) -> ApiResult {
+    let event = find_event(&control, &id)?;
+    let camera = find_camera(&event, &camera)?;
+    let Query(query) = query.map_err(|_| fail(StatusCode::BAD_REQUEST, "bad query string"))?;
+    let width = match query.width {
+        None => None,
+        Some(text) => Some(
+            text.parse::<u64>()
+                .map(|w| u32::try_from(w).unwrap_or(u32::MAX))
+                .map_err(|_| {
+                    fail(
+                        StatusCode::BAD_REQUEST,
+                        "width must be a whole number of pixels (16 to 3840)",
+                    )
+                })?,
+        ),
+    };
+    let jpeg = control
+        .thumbnails
+        .get(&camera, width)
+        .await
+        .map_err(thumbnail_error)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/jpeg"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        jpeg,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
 struct SwitchBody {
     camera: String,
 }
@@ -493,7 +559,7 @@ async fn switch(
     State(control): State<Control>,
     Path(id): Path<String>,
     Query(query): Query<SwitchQuery>,
-    body: Option<Json<SwitchBody>>,
+    body: Result<Json<SwitchBody>, JsonRejection>,
 ) -> ApiResult {
     let event = find_event(&control, &id)?;
     let body = json_body(body, "{\"camera\": ...}")?;
@@ -560,21 +626,29 @@ async fn websocket(
     upgrade: WebSocketUpgrade,
 ) -> ApiResult {
     let event = find_event(&control, &id)?;
+    // `hello` carries the whole event (the state to start from), not just its id.
     let hello = json!({
         "type": "hello",
         "event": event_json(&urls(&control, &headers), &event),
+        "at": program::now_rfc3339(),
     })
     .to_string();
+    let event_id = event.id.clone();
     let bus = event.bus.subscribe();
     drop(event);
     Ok(upgrade
         .protocols(["tally"])
-        .on_upgrade(move |socket| push_events(socket, hello, bus))
+        .on_upgrade(move |socket| push_events(socket, event_id, hello, bus))
         .into_response())
 }
 
 /// Sends the current state, then every notification until the client leaves or the event goes.
-async fn push_events(mut socket: WebSocket, hello: String, mut bus: broadcast::Receiver<Arc<str>>) {
+async fn push_events(
+    mut socket: WebSocket,
+    event: String,
+    hello: String,
+    mut bus: broadcast::Receiver<Arc<str>>,
+) {
     if socket.send(Message::Text(hello.into())).await.is_err() {
         return;
     }
@@ -588,7 +662,13 @@ async fn push_events(mut socket: WebSocket, hello: String, mut bus: broadcast::R
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    let text = json!({ "type": "lagged", "missed": missed }).to_string();
+                    let text = json!({
+                        "type": "lagged",
+                        "event": event,
+                        "at": program::now_rfc3339(),
+                        "missed": missed,
+                    })
+                    .to_string();
                     if socket.send(Message::Text(text.into())).await.is_err() {
                         return;
                     }
