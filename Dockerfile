@@ -14,11 +14,16 @@
 # over /etc/tally/config.toml. Logging: RUST_LOG (e.g. tally=debug).
 
 FROM rust:1-bookworm AS builder
+# nasm lets openh264 (thumbnails) build its SIMD decoder; without it the build falls back to C.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nasm \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# Only what the release build reads: the manifest and lock file, the library and binary sources,
-# and benches/ because Cargo.toml declares a [[bench]] target that must exist to load the manifest.
+# Only what the release build reads: the manifest and lock file, the sources, the console files
+# they embed, and benches/ because Cargo.toml declares [[bench]] targets that must exist.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY console ./console
 COPY benches ./benches
 # The registry and target caches persist across builds (BuildKit); the binary is copied out of
 # the cached target directory in the same step.
