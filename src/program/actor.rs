@@ -416,6 +416,8 @@ impl Actor {
                 "to": switched.to,
                 "reason": pending.reason.as_str(),
                 "program_timestamp": report.program_time,
+                // The same instant as the switch log's row.
+                "at": report.switched_at,
             }),
         );
         self.set_status(Status::Live);
@@ -573,7 +575,8 @@ impl Actor {
         {
             let now = warnings(&camera.measured(), &reference);
             if self.warned.get(&camera.id) != Some(&now) {
-                if !now.is_empty() {
+                // An empty list announces that earlier warnings cleared.
+                if !now.is_empty() || self.warned.contains_key(&camera.id) {
                     notify(
                         &self.bus,
                         &self.id,
