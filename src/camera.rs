@@ -4,6 +4,9 @@
 //! reconnecting encoder continues the same playlist after a discontinuity. Only one publisher may
 //! hold a camera at a time; the holder drives ingest under a short `std` mutex (never across an
 //! `.await`), so a segment is packaged on the publisher's own task as soon as it closes.
+//!
+//! Metrics: the camera's handles ([`CameraMetrics`]) are built with it, so a frame costs two
+//! atomic adds (bytes, frames); the measured gauges are set once per second of media.
 
 use std::{
     sync::{
@@ -19,6 +22,7 @@ use tokio::sync::watch;
 use crate::fanout::Fanout;
 use crate::hls::{packager::Packager, store::Rendition};
 use crate::media::{Frame, Track, VIDEO_TIMESCALE};
+use crate::telemetry::CameraMetrics;
 use crate::timeline::Timeline;
 
 /// What the camera measured of its source, from media timestamps (not wall time).
@@ -47,13 +51,21 @@ struct Meter {
     window_bytes: u64,
 }
 
+/// What one frame changed in a [`Meter`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Observed {
+    /// The keyframe interval changed noticeably (worth one log line).
+    interval_changed: bool,
+    /// A keyframe interval, frame rate or bitrate was measured anew.
+    remeasured: bool,
+}
+
 impl Meter {
-    /// Returns true when the keyframe interval changed noticeably (worth one log line).
-    fn observe(&mut self, frame: &Frame) -> bool {
+    fn observe(&mut self, frame: &Frame) -> Observed {
         let time = crate::media::rescale(frame.dts, frame.track.timescale(), VIDEO_TIMESCALE);
         let start = *self.window_start.get_or_insert(time);
         self.window_bytes += frame.payload.len() as u64;
-        let mut interval_changed = false;
+        let mut observed = Observed::default();
         if let Track::Audio(config) = &frame.track {
             if self.measured.sample_rate != Some(config.sample_rate) {
                 self.measured.sample_rate = Some(config.sample_rate);
@@ -71,7 +83,9 @@ impl Meter {
                 if let Some(last) = self.last_keyframe {
                     let interval = (time - last) as f64 / f64::from(VIDEO_TIMESCALE);
                     let previous = self.measured.keyframe_interval;
-                    interval_changed = previous.is_none_or(|p| (p - interval).abs() > 0.1 * p);
+                    observed.interval_changed =
+                        previous.is_none_or(|p| (p - interval).abs() > 0.1 * p);
+                    observed.remeasured = true;
                     self.measured.keyframe_interval = Some(interval);
                 }
                 self.last_keyframe = Some(time);
@@ -86,8 +100,9 @@ impl Meter {
             self.window_start = Some(time);
             self.window_frames = 0;
             self.window_bytes = 0;
+            observed.remeasured = true;
         }
-        interval_changed
+        observed
     }
 }
 
@@ -102,8 +117,22 @@ pub struct Ingest {
 
 impl Ingest {
     /// Packages and fans out one frame. Errors are logged here: a bad segment must not end ingest.
-    fn push(&mut self, frame: Frame, fanout: &Fanout, label: &str) {
-        if self.meter.observe(&frame) {
+    fn push(&mut self, frame: Frame, fanout: &Fanout, label: &str, metrics: &CameraMetrics) {
+        metrics.bytes.increment(frame.payload.len() as u64);
+        match frame.track {
+            Track::Video(_) => metrics.video_frames.increment(1),
+            Track::Audio(_) => metrics.audio_frames.increment(1),
+        }
+        let observed = self.meter.observe(&frame);
+        if observed.remeasured {
+            let measured = &self.meter.measured;
+            metrics.bitrate.set(measured.bitrate.unwrap_or(0) as f64);
+            metrics.frame_rate.set(measured.frame_rate.unwrap_or(0.0));
+            if let Some(interval) = measured.keyframe_interval {
+                metrics.keyframe_interval.set(interval);
+            }
+        }
+        if observed.interval_changed {
             let interval = self.meter.measured.keyframe_interval.unwrap_or_default();
             if interval > self.target.as_secs_f64() * 1.5 {
                 tracing::warn!(
@@ -153,6 +182,8 @@ pub struct Camera {
     kick: watch::Sender<u64>,
     /// The newest video keyframe, kept after the publisher leaves: thumbnails decode it on demand.
     last_keyframe: Mutex<Option<Frame>>,
+    /// Prometheus handles, built once so ingest never allocates label sets per frame.
+    metrics: CameraMetrics,
 }
 
 /// Why a publish was refused.
@@ -178,16 +209,17 @@ impl Camera {
             label: format!("{event}/{id}"),
             ingest: Mutex::new(Ingest {
                 timeline: Timeline::new(),
-                packager: Packager::new(rendition.clone(), target),
+                packager: Packager::new(rendition.clone(), target).counted(event, id),
                 meter: Meter::default(),
                 target,
             }),
             rendition,
-            fanout: Fanout::default(),
+            fanout: Fanout::labelled(event, id),
             publisher: AtomicU64::new(0),
             changes,
             kick: watch::Sender::new(0),
             last_keyframe: Mutex::new(None),
+            metrics: CameraMetrics::new(event, id),
         }
     }
 
@@ -241,6 +273,7 @@ impl Camera {
             .compare_exchange(0, session, Ordering::AcqRel, Ordering::Acquire)
             .map_err(|_| ClaimError::AlreadyLive)?;
         self.ingest.lock().expect("ingest lock").timeline.restart();
+        self.metrics.live.set(1.0);
         self.changed();
         Ok(Publishing {
             camera: self.clone(),
@@ -270,7 +303,9 @@ impl Publishing {
         if frame.keyframe && frame.track.is_video() {
             *camera.last_keyframe.lock().expect("keyframe lock") = Some(frame.clone());
         }
-        self.with_ingest(|ingest| ingest.push(frame, &camera.fanout, &camera.label));
+        self.with_ingest(|ingest| {
+            ingest.push(frame, &camera.fanout, &camera.label, &camera.metrics)
+        });
     }
 
     pub fn expect_video(&self) {
@@ -288,6 +323,9 @@ impl Drop for Publishing {
             }
         }
         camera.fanout.reset();
+        camera.metrics.live.set(0.0);
+        camera.metrics.bitrate.set(0.0);
+        camera.metrics.frame_rate.set(0.0);
         camera.publisher.store(0, Ordering::Release);
         tracing::info!(camera = %camera.label, "publisher offline");
         camera.changed();

@@ -37,6 +37,9 @@ pub struct Config {
     pub hls: HlsConfig,
     pub program: ProgramConfig,
     pub store: StoreConfig,
+    pub record: RecordConfig,
+    pub webhooks: WebhookConfig,
+    pub restream: RestreamConfig,
     pub events: Vec<EventConfig>,
 }
 
@@ -102,6 +105,88 @@ impl Default for ProgramConfig {
             discontinuity: crate::program::splice::DiscontinuityPolicy::Never,
             failover_timeout: Duration::from_secs(1),
             switch_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordConfig {
+    /// Folder recordings are written to (created if missing).
+    pub dir: PathBuf,
+    /// Also record every camera, not only the program.
+    pub cameras: bool,
+    /// Start recording when an event goes live.
+    pub auto_start: bool,
+    /// fMP4 fragment length: the most media a crash or power cut can lose.
+    #[serde(with = "humantime_serde")]
+    pub fragment: Duration,
+    /// Start a new file after this much media.
+    #[serde(with = "humantime_serde")]
+    pub split_duration: Duration,
+    /// Start a new file after this many megabytes (MiB).
+    pub split_size_mb: u64,
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        RecordConfig {
+            dir: "recordings".into(),
+            cameras: false,
+            auto_start: false,
+            fragment: Duration::from_secs(1),
+            split_duration: Duration::from_secs(3600),
+            split_size_mb: 4096,
+        }
+    }
+}
+
+/// nginx-rtmp-compatible notifications; an empty URL turns that call off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Asked before a publish: 2xx allows, 3xx with `Location` renames the key, anything else
+    /// (or no answer within `timeout`) refuses.
+    pub on_publish: String,
+    pub on_publish_done: String,
+    /// Called every `update_interval` for each live publisher.
+    pub on_update: String,
+    pub on_record_done: String,
+    #[serde(with = "humantime_serde")]
+    pub update_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            on_publish: String::new(),
+            on_publish_done: String::new(),
+            on_update: String::new(),
+            on_record_done: String::new(),
+            update_interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RestreamConfig {
+    /// Reconnect backoff of a failing destination: from `reconnect_min`, doubling, capped at
+    /// `reconnect_max`.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_min: Duration,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max: Duration,
+}
+
+impl Default for RestreamConfig {
+    fn default() -> Self {
+        RestreamConfig {
+            reconnect_min: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(30),
         }
     }
 }
@@ -188,6 +273,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("TALLY_HLS_WINDOW", "hls.window"),
     ("TALLY_PROGRAM_DISCONTINUITY", "program.discontinuity"),
     ("TALLY_STORE_PATH", "store.path"),
+    ("TALLY_RECORD_DIR", "record.dir"),
 ];
 
 impl Config {
@@ -237,6 +323,7 @@ impl Config {
                             .map_err(|_| bad(&"expected never, on_config_change or always"))?
                 }
                 "store.path" => self.store.path = value.into(),
+                "record.dir" => self.record.dir = value.into(),
                 _ => unreachable!("every override names a handled key"),
             }
         }
@@ -284,6 +371,44 @@ impl Config {
             return Err(invalid(
                 "program.switch_timeout",
                 "must be between 1s and 120s",
+            ));
+        }
+        let record = &self.record;
+        if record.fragment < Duration::from_millis(200) || record.fragment > Duration::from_secs(10)
+        {
+            return Err(invalid("record.fragment", "must be between 200ms and 10s"));
+        }
+        if record.split_duration < Duration::from_secs(10) {
+            return Err(invalid("record.split_duration", "must be at least 10s"));
+        }
+        if record.split_size_mb == 0 {
+            return Err(invalid("record.split_size_mb", "must be at least 1"));
+        }
+        if record.dir.as_os_str().is_empty() {
+            return Err(invalid("record.dir", "must not be empty"));
+        }
+        let hooks = &self.webhooks;
+        for (key, url) in [
+            ("webhooks.on_publish", &hooks.on_publish),
+            ("webhooks.on_publish_done", &hooks.on_publish_done),
+            ("webhooks.on_update", &hooks.on_update),
+            ("webhooks.on_record_done", &hooks.on_record_done),
+        ] {
+            if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(key, "must be an http:// or https:// URL, or empty"));
+            }
+        }
+        if hooks.timeout.is_zero() || hooks.timeout > Duration::from_secs(60) {
+            return Err(invalid("webhooks.timeout", "must be between 1ms and 60s"));
+        }
+        if hooks.update_interval < Duration::from_secs(1) {
+            return Err(invalid("webhooks.update_interval", "must be at least 1s"));
+        }
+        let restream = &self.restream;
+        if restream.reconnect_min.is_zero() || restream.reconnect_min > restream.reconnect_max {
+            return Err(invalid(
+                "restream.reconnect_min",
+                "must be above zero and at most restream.reconnect_max",
             ));
         }
         if self.store.path.as_os_str().is_empty() {

@@ -3,7 +3,9 @@
 //! Frames are `Arc`/`Bytes` clones, never payload copies. Late joiners first get the current GOP,
 //! taken under the same lock as the subscription so nothing is missed or doubled. A consumer that
 //! lags behind the bounded channel loses frames, logs it (rate-limited) and resumes at the next
-//! keyframe, so its output never carries a broken GOP; the publisher never waits for it.
+//! keyframe, so its output never carries a broken GOP; the publisher never waits for it. Frames
+//! lost that way are counted in `tally_fanout_dropped_frames_total{event,source}`, under the
+//! fan-out's labels ([`Fanout::labelled`]) or the subscriber's ([`Fanout::subscribe_as`]).
 
 use std::{
     collections::VecDeque,
@@ -11,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use metrics::Counter;
 use tokio::sync::broadcast;
 
 use crate::media::Frame;
@@ -26,18 +29,32 @@ pub struct Fanout {
     sender: broadcast::Sender<Frame>,
     /// Frames since the last video keyframe; `None` while a GOP overflowed the cache.
     gop: Mutex<Option<Vec<Frame>>>,
+    /// Where this source's lagging consumers count lost frames; a no-op when unlabelled.
+    dropped: Counter,
 }
 
 impl Default for Fanout {
+    /// An unlabelled fan-out: losses are logged, and counted only by subscribers made with
+    /// [`Fanout::subscribe_as`].
     fn default() -> Self {
         Fanout {
             sender: broadcast::Sender::new(CAPACITY),
             gop: Mutex::new(None),
+            dropped: Counter::noop(),
         }
     }
 }
 
 impl Fanout {
+    /// A fan-out of `event`'s `source` (a camera id, or `program`): every subscriber counts its
+    /// losses under those labels.
+    pub fn labelled(event: &str, source: &str) -> Self {
+        Fanout {
+            dropped: crate::telemetry::dropped_frames(event, source),
+            ..Fanout::default()
+        }
+    }
+
     pub fn send(&self, frame: &Frame) {
         let mut gop = self.gop.lock().expect("gop lock");
         if frame.track.is_video() && frame.keyframe {
@@ -66,7 +83,17 @@ impl Fanout {
             receiver: self.sender.subscribe(),
             resync: gop.is_none(),
             lost: 0,
+            dropped: self.dropped.clone(),
             last_log: None,
+        }
+    }
+
+    /// [`Fanout::subscribe`], counting this subscriber's losses as `event`'s `source` whatever
+    /// the fan-out's own labels (for an unlabelled fan-out such as a test's or the program's).
+    pub fn subscribe_as(&self, event: &str, source: &str) -> Subscriber {
+        Subscriber {
+            dropped: crate::telemetry::dropped_frames(event, source),
+            ..self.subscribe()
         }
     }
 
@@ -78,6 +105,7 @@ impl Fanout {
             receiver: self.sender.subscribe(),
             resync: false,
             lost: 0,
+            dropped: self.dropped.clone(),
             last_log: None,
         }
     }
@@ -95,6 +123,8 @@ pub struct Subscriber {
     resync: bool,
     /// Frames this consumer lost to lag.
     pub lost: u64,
+    /// The process-wide count of such losses for this source (`tally_fanout_dropped_frames_total`).
+    dropped: Counter,
     last_log: Option<Instant>,
 }
 
@@ -117,6 +147,7 @@ impl Subscriber {
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     self.lost += n;
+                    self.dropped.increment(n);
                     self.resync = true;
                     if self
                         .last_log
@@ -174,5 +205,36 @@ mod tests {
         assert!(first.keyframe, "resumes on a keyframe, never mid-GOP");
         assert!(sub.lost > 0);
         assert!(fanout.consumers() == 1);
+    }
+
+    /// The value of `tally_fanout_dropped_frames_total` for one event and source, if rendered.
+    fn dropped(event: &str, source: &str) -> Option<u64> {
+        let series =
+            format!("tally_fanout_dropped_frames_total{{event=\"{event}\",source=\"{source}\"}} ");
+        let text = crate::telemetry::handle().render();
+        let line = text.lines().find_map(|l| l.strip_prefix(&series))?;
+        line.trim().parse().ok()
+    }
+
+    #[tokio::test]
+    async fn losses_are_counted_under_the_source_labels() {
+        let (labelled, plain) = (Fanout::labelled("fanout-test", "cam1"), Fanout::default());
+        let v = video_config(640);
+        let mut sub = labelled.subscribe();
+        let mut named = plain.subscribe_as("fanout-test", "program");
+        let mut uncounted = plain.subscribe();
+        for i in 0..(CAPACITY as i64 + 150) {
+            labelled.send(&video(&v, i * 3000, i % 100 == 0));
+            plain.send(&video(&v, i * 3000, i % 100 == 0));
+        }
+        for sub in [&mut sub, &mut named, &mut uncounted] {
+            assert!(sub.recv().await.unwrap().keyframe);
+        }
+        assert_eq!(dropped("fanout-test", "cam1"), Some(sub.lost));
+        assert_eq!(dropped("fanout-test", "program"), Some(named.lost));
+        assert!(
+            uncounted.lost > 0,
+            "an unlabelled subscriber still keeps its own count"
+        );
     }
 }

@@ -11,6 +11,10 @@
 //! - [`camera`], [`registry`]: cameras, their publishers, and the lookups by key and by name.
 //! - [`program`]: events, the pure splicer and the program actor (switching, failover).
 //! - [`store`]: SQLite persistence of events, cameras, keys and the switch log.
+//! - [`recording`]: fragmented MP4 recordings of the program and cameras.
+//! - [`restream`]: pushing the program or a camera to RTMP(S) destinations.
+//! - [`webhook`]: nginx-rtmp-compatible HTTP notifications.
+//! - [`telemetry`]: Prometheus metrics.
 //! - [`fanout`]: bounded fan-out of frames to consumers, resyncing at keyframes.
 //! - [`http`]: playback routes; [`api`]: the token-protected control port.
 //! - [`console`]: the operator console's static files, served on the control port.
@@ -28,11 +32,15 @@ pub mod hls;
 pub mod http;
 pub mod media;
 pub mod program;
+pub mod recording;
 pub mod registry;
+pub mod restream;
 pub mod rtmp;
 pub mod store;
+pub mod telemetry;
 pub mod thumbnail;
 pub mod timeline;
+pub mod webhook;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -73,10 +81,16 @@ impl Server {
         );
 
         let mut tasks = JoinSet::new();
+        let metrics = telemetry::handle();
+        let webhooks = webhook::Webhooks::new(&config.webhooks);
+        let recorder = recording::Recorder::new(&config.record, registry.clone(), webhooks.clone());
+        let restreamer =
+            restream::Restreamer::new(&config.restream, registry.clone(), store.clone());
         let settings = rtmp::server::Settings {
             app: config.rtmp.app.clone(),
             max_connections: config.rtmp.max_connections,
             timeout: config.rtmp.timeout,
+            webhooks: webhooks.clone(),
         };
         tasks.spawn(rtmp::server::serve(rtmp, registry.clone(), settings));
         let playback = http::Playback::new(
@@ -98,6 +112,10 @@ impl Server {
             http_port: http_addr.port(),
             app: config.rtmp.app.clone().into(),
             thumbnails: Arc::new(thumbnail::Thumbnails::new()),
+            recorder,
+            restreamer,
+            webhooks,
+            metrics,
         }));
         tasks.spawn(async move {
             if let Err(e) = axum::serve(control, control_router).await {

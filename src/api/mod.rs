@@ -43,6 +43,11 @@ pub struct Control {
     pub app: Arc<str>,
     /// Decoded keyframe JPEGs, shared by every request so each keyframe is decoded once.
     pub thumbnails: Arc<crate::thumbnail::Thumbnails>,
+    pub recorder: Arc<crate::recording::Recorder>,
+    pub restreamer: Arc<crate::restream::Restreamer>,
+    pub webhooks: Arc<crate::webhook::Webhooks>,
+    /// Renders `GET /metrics`.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 /// An error answer: a status and a message, sent as `{"error": message}`.
@@ -96,8 +101,24 @@ async fn require_token(State(control): State<Control>, request: Request, next: N
     }
 }
 
+pub mod recording;
+pub mod restream;
+
+/// Prometheus text exposition of every metric.
+async fn metrics_text(State(control): State<Control>) -> Response {
+    crate::telemetry::update_process();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        control.metrics.render(),
+    )
+        .into_response()
+}
+
 pub fn router(control: Control) -> Router {
     Router::new()
+        .route("/metrics", get(metrics_text))
+        .merge(recording::routes())
+        .merge(restream::routes())
         .route(
             "/api/health",
             get(|| async { Json(json!({ "status": "ok" })) }),

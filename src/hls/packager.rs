@@ -5,6 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
+use metrics::Counter;
 
 use super::segmenter::{SegmentMedia, Segmenter};
 use super::store::{Rendition, Segment};
@@ -24,6 +25,8 @@ pub struct Packager {
     /// gone right after a keyframe) still gets an init with the audio track: dropping the track
     /// for one segment would be a track change for players.
     audio: Option<Arc<AudioConfig>>,
+    /// `tally_segments_total` of this rendition; a no-op until [`Packager::counted`].
+    segments: Counter,
 }
 
 impl Packager {
@@ -34,7 +37,15 @@ impl Packager {
             anchor: None,
             video: None,
             audio: None,
+            segments: Counter::noop(),
         }
+    }
+
+    /// Counts the segments this packager lists as `event`'s `rendition` (a camera id, or
+    /// `program`).
+    pub fn counted(mut self, event: &str, rendition: &str) -> Self {
+        self.segments = crate::telemetry::segments(event, rendition);
+        self
     }
 
     pub fn rendition(&self) -> &Arc<Rendition> {
@@ -133,13 +144,15 @@ impl Packager {
         let (anchor_time, anchor_wall) = self.anchor.unwrap_or((media.start, Utc::now()));
         let offset_us = (media.start - anchor_time) * 1_000_000 / i64::from(VIDEO_TIMESCALE);
         let program_date_time = anchor_wall + chrono::Duration::microseconds(offset_us);
-        Ok(self.rendition.append(
+        let segment = self.rendition.append(
             media.duration,
             media.discontinuity,
             media.independent,
             init,
             program_date_time,
             vec![fragment],
-        ))
+        );
+        self.segments.increment(1);
+        Ok(segment)
     }
 }

@@ -5,13 +5,16 @@
 //!   with HEAD and single-range `Range` support.
 //!
 //! Segments are immutable and cached for a year; playlists for at most half a segment.
+//!
+//! Every answer of these two routes is counted in `tally_hls_requests_total{kind,status}` and its
+//! body length in `tally_hls_bytes_total{kind}` (the bytes handed to the connection, 0 for HEAD).
 
 use std::sync::Arc;
 
 use axum::{
-    body::Body,
+    body::{Body, HttpBody},
     extract::{Path, State},
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    http::{header, HeaderMap, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
     Router,
@@ -20,6 +23,10 @@ use bytes::Bytes;
 
 use crate::hls::store::{Rendition, Resource};
 use crate::registry::Registry;
+
+pub mod range;
+
+use range::parse_range;
 
 pub const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 pub const INIT_TYPE: &str = "video/mp4";
@@ -83,14 +90,39 @@ fn lookup(playback: &Playback, event: &str, name: &str) -> Option<Arc<Rendition>
     playback.registry.rendition_of(event, name)
 }
 
+/// Counts a playback response of `kind` (`playlist`, `init` or `segment`) and returns it.
+fn counted(kind: &'static str, method: &Method, response: Response) -> Response {
+    let bytes = if method == Method::HEAD {
+        0
+    } else {
+        response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .or_else(|| response.body().size_hint().exact())
+            .unwrap_or(0)
+    };
+    crate::telemetry::hls_response(kind, response.status().as_u16(), bytes);
+    response
+}
+
 async fn playlist(
     State(playback): State<Playback>,
     Path((event, file)): Path<(String, String)>,
+    method: Method,
 ) -> Response {
+    counted(
+        "playlist",
+        &method,
+        playlist_response(&playback, &event, &file),
+    )
+}
+
+fn playlist_response(playback: &Playback, event: &str, file: &str) -> Response {
     let Some(name) = file.strip_suffix(".m3u8") else {
         return not_found("no such playlist");
     };
-    let Some(rendition) = lookup(&playback, &event, name) else {
+    let Some(rendition) = lookup(playback, event, name) else {
         return not_found("no such playlist");
     };
     let snapshot = rendition.snapshot();
@@ -99,50 +131,38 @@ async fn playlist(
     }
     let response = ([(header::CONTENT_TYPE, PLAYLIST_TYPE)], snapshot.playlist).into_response();
     let cache = playback.playlist_cache.clone();
-    with_common(response, &playback, cache)
+    with_common(response, playback, cache)
 }
 
 async fn media(
     State(playback): State<Playback>,
     Path((event, name, file)): Path<(String, String, String)>,
+    method: Method,
     headers: HeaderMap,
 ) -> Response {
     let Some(resource) = lookup(&playback, &event, &name).and_then(|r| r.resolve(&file)) else {
-        return not_found("no such segment (it may have expired)");
+        let kind = if file.ends_with(".mp4") {
+            "init"
+        } else {
+            "segment"
+        };
+        return counted(
+            kind,
+            &method,
+            not_found("no such segment (it may have expired)"),
+        );
+    };
+    let kind = match resource {
+        Resource::Init(_) => "init",
+        Resource::Segment(_) => "segment",
     };
     let (content_type, chunks): (&str, Vec<Bytes>) = match resource {
         Resource::Init(bytes) => (INIT_TYPE, vec![bytes]),
         Resource::Segment(segment) => (SEGMENT_TYPE, segment.chunks().cloned().collect()),
     };
     let response = ranged(content_type, chunks, headers.get(header::RANGE));
-    with_common(response, &playback, HeaderValue::from_static(IMMUTABLE))
-}
-
-/// A single byte range `start..end` (exclusive), or why it cannot be served.
-fn parse_range(value: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
-    let spec = value.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') {
-        return None; // multiple ranges: serve the whole body, as RFC 9110 allows
-    }
-    let (first, last) = spec.split_once('-')?;
-    let range = match (first.trim(), last.trim()) {
-        ("", suffix) => {
-            let n: u64 = suffix.parse().ok()?;
-            if n == 0 || len == 0 {
-                return Some(Err(()));
-            }
-            (len.saturating_sub(n), len)
-        }
-        (start, "") => (start.parse().ok()?, len),
-        (start, end) => {
-            let (s, e): (u64, u64) = (start.parse().ok()?, end.parse().ok()?);
-            if e < s {
-                return None;
-            }
-            (s, (e + 1).min(len))
-        }
-    };
-    Some(if range.0 >= len { Err(()) } else { Ok(range) })
+    let response = with_common(response, &playback, HeaderValue::from_static(IMMUTABLE));
+    counted(kind, &method, response)
 }
 
 /// Slices `start..end` out of a list of chunks without copying.
@@ -205,18 +225,6 @@ fn ranged(content_type: &'static str, chunks: Vec<Bytes>, range: Option<&HeaderV
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100), Some(Ok((0, 10))));
-        assert_eq!(parse_range("bytes=90-", 100), Some(Ok((90, 100))));
-        assert_eq!(parse_range("bytes=-10", 100), Some(Ok((90, 100))));
-        assert_eq!(parse_range("bytes=95-200", 100), Some(Ok((95, 100))));
-        assert_eq!(parse_range("bytes=100-", 100), Some(Err(())));
-        assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
-        assert_eq!(parse_range("items=0-1", 100), None);
-        assert_eq!(parse_range("bytes=5-1", 100), None);
-    }
 
     #[test]
     fn slices_across_chunks_without_copying() {

@@ -127,7 +127,8 @@ impl Actor {
             event: Arc::downgrade(event),
             id: event.id.clone(),
             splicer: Splicer::new(settings.policy),
-            packager: Packager::for_program(event.program.clone(), settings.target),
+            packager: Packager::for_program(event.program.clone(), settings.target)
+                .counted(&event.id, "program"),
             frames: event.program_frames.clone(),
             bus: event.bus.clone(),
             store,
@@ -402,6 +403,7 @@ impl Actor {
             lip_sync_error_ms = format!("{:.2}", switched.lip_sync_error * 1000.0),
             "switched"
         );
+        crate::telemetry::switched(&self.id, pending.reason.as_str());
         self.active = Some(Following {
             camera: pending.camera,
             frames: pending.frames,

@@ -181,7 +181,7 @@ impl Event {
             created_at: created_at.to_string(),
             cameras: RwLock::new(Vec::new()),
             program,
-            program_frames: Arc::new(Fanout::default()),
+            program_frames: Arc::new(Fanout::labelled(id, "program")),
             bus: broadcast::Sender::new(BUS_CAPACITY),
             changes,
             commands: commands_tx,

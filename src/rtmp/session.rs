@@ -41,30 +41,75 @@ pub enum SessionError {
 /// What the connection should do after a message.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Flow {
+    /// Keep reading.
     Continue,
     /// Send what is buffered, then close: the peer was refused or said goodbye.
     Close,
+    /// The peer asked to publish: decide (the `on_publish` webhook), then call
+    /// [`Session::finish_publish`] or [`Session::refuse_publish`]. Messages after the publish
+    /// command stay in the input buffer until then.
+    Authorize(PublishRequest),
 }
 
+/// A publish waiting for authorization, as the encoder asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishRequest {
+    /// The stream name without its query string: the stream key.
+    pub name: String,
+    /// The query string after `?` in the name (OBS and ffmpeg users put tokens there), raw.
+    pub args: String,
+    /// The publish type (`live`, `record`, `append`); `live` when the encoder sent none.
+    pub kind: String,
+}
+
+/// What the encoder said about itself in `connect`, for webhooks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectInfo {
+    /// `flashVer`: the encoder's name and version.
+    pub flash_ver: String,
+    /// `swfUrl`, usually empty for encoders.
+    pub swf_url: String,
+    /// `tcUrl`: the server URL the encoder was configured with.
+    pub tc_url: String,
+    /// `pageUrl`, usually empty for encoders.
+    pub page_url: String,
+}
+
+/// One connection's RTMP state after the handshake.
 pub struct Session {
+    /// Where a publish looks its stream key up.
     registry: Arc<Registry>,
     /// The RTMP application we accept (`rtmp://host/<app>/<key>`).
     app: String,
     /// Connection number, non-zero; the camera remembers which session holds it.
     id: u64,
+    /// Reassembles the peer's chunks into messages.
     decoder: ChunkDecoder,
+    /// Chunks our replies.
     encoder: ChunkEncoder,
     /// Replies waiting to be written to the socket.
     pub out: BytesMut,
+    /// `connect` succeeded: commands on the media stream are now accepted.
     connected: bool,
+    /// What `connect` told us about the encoder.
+    connect_info: ConnectInfo,
+    /// A publish command was handed out as [`Flow::Authorize`] and not yet decided.
+    authorizing: bool,
+    /// The camera held while publishing.
     publishing: Option<Publishing>,
+    /// The RTMP timestamp (ms) of the newest audio or video message.
+    timestamp: u32,
+    /// The video configuration in force, from the last AVC sequence header.
     video: Option<Arc<VideoConfig>>,
+    /// The audio configuration in force, from the last AAC sequence header.
     audio: Option<Arc<AudioConfig>>,
     /// Unsupported things already logged this session: log once, not per frame.
     refused: HashSet<String>,
-    /// Bytes received, and when we last acknowledged, for the peer's acknowledgement window.
+    /// Bytes received, for the peer's acknowledgement window.
     received: u64,
+    /// `received` when we last acknowledged.
     acked: u64,
+    /// The acknowledgement window the peer asked for.
     peer_window: u32,
     /// Frames dropped because they arrived before their codec's sequence header.
     pub dropped_frames: u64,
@@ -82,7 +127,10 @@ impl Session {
             encoder: ChunkEncoder::new(),
             out: BytesMut::with_capacity(8192),
             connected: false,
+            connect_info: ConnectInfo::default(),
+            authorizing: false,
             publishing: None,
+            timestamp: 0,
             video: None,
             audio: None,
             refused: HashSet::new(),
@@ -103,12 +151,28 @@ impl Session {
         self.publishing.as_ref().map(|p| p.camera())
     }
 
+    /// What `connect` told us about the encoder.
+    pub fn connect_info(&self) -> &ConnectInfo {
+        &self.connect_info
+    }
+
+    /// The RTMP application this session accepts.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    /// The RTMP timestamp (ms) of the newest audio or video message.
+    pub fn timestamp(&self) -> u32 {
+        self.timestamp
+    }
+
     /// The camera being published, as `event/camera`.
     pub fn camera_label(&self) -> Option<&str> {
         self.publishing.as_ref().map(|p| p.camera().label.as_str())
     }
 
-    /// Decodes and handles every complete message in `input`.
+    /// Decodes and handles every complete message in `input`, stopping early at anything but
+    /// [`Flow::Continue`] (the rest stays in `input`; call again with `fresh` 0 to go on).
     pub fn receive(&mut self, input: &mut BytesMut, fresh: usize) -> Result<Flow, SessionError> {
         self.received += fresh as u64;
         if self.received - self.acked >= u64::from(self.peer_window) {
@@ -121,8 +185,9 @@ impl Session {
             );
         }
         while let Some(msg) = self.decoder.decode(input)? {
-            if self.handle(msg)? == Flow::Close {
-                return Ok(Flow::Close);
+            match self.handle(msg)? {
+                Flow::Continue => {}
+                flow => return Ok(flow),
             }
         }
         Ok(Flow::Continue)
@@ -166,14 +231,17 @@ impl Session {
                 Ok(Flow::Continue)
             }
             type_id::AUDIO => {
+                self.timestamp = msg.timestamp;
                 self.audio(msg.timestamp, &msg.payload);
                 Ok(Flow::Continue)
             }
             type_id::VIDEO => {
+                self.timestamp = msg.timestamp;
                 self.video(msg.timestamp, &msg.payload);
                 Ok(Flow::Continue)
             }
             type_id::AGGREGATE => {
+                self.timestamp = msg.timestamp;
                 self.aggregate(msg.timestamp, msg.payload);
                 Ok(Flow::Continue)
             }
@@ -259,12 +327,19 @@ impl Session {
     }
 
     fn connect(&mut self, command: &Command) -> Result<Flow, SessionError> {
-        let app = match &command.object {
-            Amf0Value::Object(props) => match props.get("app") {
-                Some(Amf0Value::Utf8String(app)) => app.clone(),
+        let property = |name: &str| match &command.object {
+            Amf0Value::Object(props) => match props.get(name) {
+                Some(Amf0Value::Utf8String(value)) => value.clone(),
                 _ => String::new(),
             },
             _ => String::new(),
+        };
+        let app = property("app");
+        self.connect_info = ConnectInfo {
+            flash_ver: property("flashVer"),
+            swf_url: property("swfUrl"),
+            tc_url: property("tcUrl"),
+            page_url: property("pageUrl"),
         };
         // Some clients send "live/" or "live?token=..."; the application is what precedes them.
         let app_name = app.split(['?', '/']).next().unwrap_or_default();
@@ -313,25 +388,49 @@ impl Session {
         Ok(Flow::Continue)
     }
 
+    /// Checks a publish command and hands it out for authorization.
     fn publish(&mut self, command: &Command) -> Result<Flow, SessionError> {
         let name = match command.args.first() {
             Some(Amf0Value::Utf8String(name)) => name.as_str(),
             _ => "",
         };
         // OBS and ffmpeg may append "?query" to the key.
-        let key = name.split('?').next().unwrap_or_default();
+        let (key, args) = name.split_once('?').unwrap_or((name, ""));
+        let kind = match command.args.get(1) {
+            Some(Amf0Value::Utf8String(kind)) if !kind.is_empty() => kind.clone(),
+            _ => "live".to_string(),
+        };
         if !self.connected {
             return Err(SessionError::Refused("publish before connect".into()));
         }
-        if self.publishing.is_some() {
+        if self.publishing.is_some() || self.authorizing {
             return Err(SessionError::Refused(
                 "second publish on one connection".into(),
             ));
         }
+        self.authorizing = true;
+        Ok(Flow::Authorize(PublishRequest {
+            name: key.to_string(),
+            args: args.to_string(),
+            kind,
+        }))
+    }
+
+    /// Refuses the publish being authorized: `NetStream.Publish.BadName`, then close.
+    pub fn refuse_publish(&mut self, description: &str) -> Flow {
+        self.authorizing = false;
+        self.on_status("error", "NetStream.Publish.BadName", description);
+        Flow::Close
+    }
+
+    /// Goes on with the publish being authorized, as stream key `key` (the name the encoder
+    /// sent, or the one the webhook renamed it to): looks the camera up and claims it.
+    pub fn finish_publish(&mut self, key: &str) -> Flow {
+        self.authorizing = false;
         let Some(camera) = self.registry.by_key(key) else {
             tracing::warn!(key = %redact_key(key), "publish refused: unknown stream key");
             self.on_status("error", "NetStream.Publish.BadName", "unknown stream key");
-            return Ok(Flow::Close);
+            return Flow::Close;
         };
         match camera.claim(self.id) {
             Ok(publishing) => {
@@ -342,7 +441,7 @@ impl Session {
                 );
                 self.on_status("status", "NetStream.Publish.Start", "Publishing.");
                 self.publishing = Some(publishing);
-                Ok(Flow::Continue)
+                Flow::Continue
             }
             Err(ClaimError::AlreadyLive) => {
                 tracing::warn!(camera = %camera.label, key = %redact_key(key), "publish refused: camera already has a publisher");
@@ -351,7 +450,7 @@ impl Session {
                     "NetStream.Publish.BadName",
                     "stream key already publishing",
                 );
-                Ok(Flow::Close)
+                Flow::Close
             }
         }
     }

@@ -1,5 +1,6 @@
 //! The persistent store: events, cameras and their stream keys, each event's status and active
-//! camera, and the switch log, in one SQLite file that survives restarts.
+//! camera, the switch log, and restreaming destinations, in one SQLite file that survives
+//! restarts.
 //!
 //! Calls are synchronous and short; the async caller runs them on a blocking thread. One
 //! connection behind a `std` mutex serialises them. Every change that touches more than one row
@@ -13,8 +14,8 @@
 //! changed through the API is never overwritten, and an event or camera deleted through the API
 //! is not brought back at the next start (a revoked key stays revoked).
 //!
-//! Stream keys are secrets: no error message carries one, and [`CameraRow`]'s `Debug` redacts
-//! them.
+//! Stream keys are secrets: no error message carries one, and the `Debug` of [`CameraRow`] and
+//! [`DestinationRow`] redacts them.
 
 use std::{
     fmt,
@@ -120,6 +121,42 @@ pub struct SwitchRow {
     pub reason: String,
 }
 
+/// One restreaming destination as stored. `Debug` redacts the stream key.
+#[derive(Clone, PartialEq)]
+pub struct DestinationRow {
+    /// Identifier, unique across events; used in API paths.
+    pub id: i64,
+    /// The event whose program or camera is pushed.
+    pub event: String,
+    /// Label unique within the event (e.g. `YouTube`); also the metrics label.
+    pub name: String,
+    /// `rtmp://` or `rtmps://` server URL with the application path, without the key.
+    pub url: String,
+    /// Secret stream name appended to the URL; never logged or shown whole.
+    pub stream_key: String,
+    /// `program`, or the id of one of the event's cameras.
+    pub source: String,
+    /// Whether it should be pushing; survives restarts.
+    pub enabled: bool,
+    /// RFC 3339 UTC with milliseconds.
+    pub created_at: String,
+}
+
+impl fmt::Debug for DestinationRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DestinationRow")
+            .field("id", &self.id)
+            .field("event", &self.event)
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("stream_key", &Redacted(&self.stream_key))
+            .field("source", &self.source)
+            .field("enabled", &self.enabled)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
 /// Schema steps, in order; step `i` brings the database to `user_version = i + 1`. Append only:
 /// never edit a step that has shipped.
 const MIGRATIONS: &[&str] = &[
@@ -162,6 +199,21 @@ const MIGRATIONS: &[&str] = &[
         event TEXT NOT NULL,
         id    TEXT NOT NULL,
         PRIMARY KEY (event, id)
+    ) STRICT;
+    ",
+    // 2: restreaming destinations. The source camera is not a foreign key: a destination
+    // outlives the deletion of its camera (it reports the missing source instead).
+    "
+    CREATE TABLE destinations (
+        id         INTEGER PRIMARY KEY,
+        event      TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+        name       TEXT NOT NULL,
+        url        TEXT NOT NULL,
+        stream_key TEXT NOT NULL,
+        source     TEXT NOT NULL,
+        enabled    INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+        created_at TEXT NOT NULL,
+        UNIQUE (event, name)
     ) STRICT;
     ",
 ];
@@ -466,6 +518,96 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Adds a destination, enabled. NotFound if there is no such event; Conflict if the event
+    /// already has a destination of that name.
+    pub fn add_destination(
+        &self,
+        event: &str,
+        name: &str,
+        url: &str,
+        stream_key: &str,
+        source: &str,
+    ) -> Result<DestinationRow, StoreError> {
+        self.write(|tx| {
+            require_event(tx, event)?;
+            let taken = tx
+                .query_row(
+                    "SELECT 1 FROM destinations WHERE event = ?1 AND name = ?2",
+                    params![event, name],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if taken {
+                return Err(StoreError::Conflict(format!(
+                    "destination {name:?} in event {event}"
+                )));
+            }
+            tx.execute(
+                "INSERT INTO destinations (event, name, url, stream_key, source, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![event, name, url, stream_key, source, now()],
+            )?;
+            load_destination(tx, event, tx.last_insert_rowid())
+        })
+    }
+
+    /// The event's destinations in creation order. NotFound if there is no such event.
+    pub fn destinations(&self, event: &str) -> Result<Vec<DestinationRow>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        require_event(&tx, event)?;
+        let mut statement = tx.prepare(&format!(
+            "SELECT {DESTINATION_COLUMNS} FROM destinations WHERE event = ?1 ORDER BY id"
+        ))?;
+        let rows = statement.query_map([event], destination_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every destination of every event, in creation order; what start-up resumes.
+    pub fn all_destinations(&self) -> Result<Vec<DestinationRow>, StoreError> {
+        let conn = self.lock();
+        let mut statement = conn.prepare(&format!(
+            "SELECT {DESTINATION_COLUMNS} FROM destinations ORDER BY id"
+        ))?;
+        let rows = statement.query_map([], destination_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Enables or disables a destination; returns it as stored. NotFound if the event has no
+    /// such destination.
+    pub fn set_destination_enabled(
+        &self,
+        event: &str,
+        id: i64,
+        enabled: bool,
+    ) -> Result<DestinationRow, StoreError> {
+        self.write(|tx| {
+            let changed = tx.execute(
+                "UPDATE destinations SET enabled = ?3 WHERE event = ?1 AND id = ?2",
+                params![event, id, enabled],
+            )?;
+            if changed == 0 {
+                return Err(destination_not_found(event, id));
+            }
+            load_destination(tx, event, id)
+        })
+    }
+
+    /// Deletes a destination. NotFound if the event has no such destination.
+    pub fn delete_destination(&self, event: &str, id: i64) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let deleted = tx.execute(
+                "DELETE FROM destinations WHERE event = ?1 AND id = ?2",
+                params![event, id],
+            )?;
+            if deleted == 0 {
+                return Err(destination_not_found(event, id));
+            }
+            Ok(())
+        })
+    }
+
     /// The connection. A panic while it was held cannot have left a transaction open (dropping
     /// a `Transaction` rolls it back), so a poisoned lock is still usable.
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -655,4 +797,33 @@ fn insert_camera(
         stream_key: stream_key.into(),
         position,
     })
+}
+
+const DESTINATION_COLUMNS: &str = "id, event, name, url, stream_key, source, enabled, created_at";
+
+fn destination_row(row: &Row<'_>) -> rusqlite::Result<DestinationRow> {
+    Ok(DestinationRow {
+        id: row.get(0)?,
+        event: row.get(1)?,
+        name: row.get(2)?,
+        url: row.get(3)?,
+        stream_key: row.get(4)?,
+        source: row.get(5)?,
+        enabled: row.get(6)?,
+        created_at: row.get(7)?,
+    })
+}
+
+fn destination_not_found(event: &str, id: i64) -> StoreError {
+    StoreError::NotFound(format!("destination {id} in event {event}"))
+}
+
+fn load_destination(conn: &Connection, event: &str, id: i64) -> Result<DestinationRow, StoreError> {
+    conn.query_row(
+        &format!("SELECT {DESTINATION_COLUMNS} FROM destinations WHERE event = ?1 AND id = ?2"),
+        params![event, id],
+        destination_row,
+    )
+    .optional()?
+    .ok_or_else(|| destination_not_found(event, id))
 }

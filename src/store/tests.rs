@@ -73,6 +73,7 @@ fn migrations_apply_on_a_fresh_file() {
         tables,
         [
             "cameras",
+            "destinations",
             "events",
             "seeded_cameras",
             "seeded_events",
@@ -679,4 +680,131 @@ fn a_poisoned_lock_does_not_break_the_store() {
         "the transaction rolled back"
     );
     store.create_event("e1", "Final").unwrap();
+}
+
+const DEST_KEY: &str = "yt-secret-key-0001";
+
+#[test]
+fn destinations_are_added_listed_toggled_and_deleted() {
+    let store = Store::open_in_memory().unwrap();
+    store.create_event("e1", "Final").unwrap();
+    store.create_event("e2", "Other").unwrap();
+    let yt = store
+        .add_destination(
+            "e1",
+            "YouTube",
+            "rtmp://a.rtmp.youtube.com/live2",
+            DEST_KEY,
+            "program",
+        )
+        .unwrap();
+    assert!(yt.enabled);
+    assert_eq!(
+        (yt.event.as_str(), yt.name.as_str(), yt.source.as_str()),
+        ("e1", "YouTube", "program")
+    );
+    let twitch = store
+        .add_destination("e1", "Twitch", "rtmp://live.twitch.tv/app", "live_1", "a")
+        .unwrap();
+    let other = store
+        .add_destination("e2", "YouTube", "rtmp://h/live", "k", "program")
+        .unwrap();
+    assert!(yt.id < twitch.id && twitch.id < other.id);
+
+    // Names are unique within an event only.
+    assert!(matches!(
+        store.add_destination("e1", "YouTube", "rtmp://h/live", "k2", "program"),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.add_destination("nope", "X", "rtmp://h/live", "k", "program"),
+        Err(StoreError::NotFound(_))
+    ));
+
+    assert_eq!(
+        store.destinations("e1").unwrap(),
+        vec![yt.clone(), twitch.clone()]
+    );
+    assert_eq!(store.all_destinations().unwrap().len(), 3);
+    assert!(matches!(
+        store.destinations("nope"),
+        Err(StoreError::NotFound(_))
+    ));
+
+    let disabled = store.set_destination_enabled("e1", yt.id, false).unwrap();
+    assert!(!disabled.enabled);
+    assert!(!store.destinations("e1").unwrap()[0].enabled);
+    // Another event's id is not found through this event.
+    assert!(matches!(
+        store.set_destination_enabled("e2", yt.id, true),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.delete_destination("e2", twitch.id),
+        Err(StoreError::NotFound(_))
+    ));
+    store.delete_destination("e1", twitch.id).unwrap();
+    assert!(matches!(
+        store.delete_destination("e1", twitch.id),
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.destinations("e1").unwrap(), vec![disabled]);
+
+    // Deleting the event deletes its destinations.
+    store.delete_event("e1").unwrap();
+    assert_eq!(store.all_destinations().unwrap(), vec![other]);
+}
+
+#[test]
+fn destinations_and_their_disabled_state_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = Store::open(&path).unwrap();
+    store.create_event("e1", "Final").unwrap();
+    let row = store
+        .add_destination("e1", "YouTube", "rtmps://h/live2", DEST_KEY, "program")
+        .unwrap();
+    store.set_destination_enabled("e1", row.id, false).unwrap();
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    let rows = store.all_destinations().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].stream_key, DEST_KEY);
+    assert!(!rows[0].enabled);
+}
+
+#[test]
+fn a_version_1_database_migrates_to_destinations_keeping_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO events (id, name, created_at) VALUES ('e1', 'Old', '2024-01-01T00:00:00.000Z')",
+            [],
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.events().unwrap()[0].name, "Old");
+    assert!(store.all_destinations().unwrap().is_empty());
+    store
+        .add_destination("e1", "YouTube", "rtmp://h/live", DEST_KEY, "program")
+        .unwrap();
+}
+
+#[test]
+fn destination_debug_redacts_the_key() {
+    let store = Store::open_in_memory().unwrap();
+    store.create_event("e1", "Final").unwrap();
+    let row = store
+        .add_destination("e1", "YouTube", "rtmp://h/live", DEST_KEY, "program")
+        .unwrap();
+    let shown = format!("{row:?}");
+    assert!(!shown.contains(DEST_KEY), "{shown}");
+    assert!(shown.contains("\"yt-s…\""), "{shown}");
 }
