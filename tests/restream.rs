@@ -20,7 +20,6 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use support::*;
 use tally::{
-    flv,
     rtmp::client::{PublishOptions, Publisher},
     Server,
 };
@@ -303,78 +302,6 @@ async fn watch_destinations(server: &Server) -> Arc<Mutex<Vec<Value>>> {
     seen
 }
 
-/// The fixture's tags repeated `loops` times with a seamless loop: video keeps its frame spacing
-/// across the loop point (the period is the video duration plus one frame), and audio that would
-/// overlap the previous round is skipped. `support::looped_tags` adds a 40 ms step at each loop,
-/// which is fine for ingest but makes ffmpeg guess 29.83 fps for a 30 fps recording, and its
-/// `-f null` output then rounds two pictures onto one timestamp and complains; real cameras
-/// keep a steady cadence.
-fn seamless_tags(fixture: &str, loops: u32) -> Vec<flv::Tag> {
-    let tags = fixture_tags(fixture);
-    let pictures: Vec<u32> = tags
-        .iter()
-        .filter(|t| matches!(flv::parse_video(&t.body), Ok(flv::VideoTag::AvcNalu { .. })))
-        .map(|t| t.timestamp_ms)
-        .collect();
-    let (first, last) = (pictures[0], *pictures.last().unwrap());
-    let spacing = f64::from(last - first) / (pictures.len() - 1) as f64;
-    let period = (f64::from(last) + spacing).round() as u32;
-    let mut out = Vec::new();
-    let mut last_audio: Option<u32> = None;
-    for round in 0..loops {
-        for tag in &tags {
-            let header = tag.kind == flv::TagKind::Script
-                || matches!(
-                    flv::parse_video(&tag.body),
-                    Ok(flv::VideoTag::AvcSequenceHeader(_))
-                )
-                || matches!(
-                    flv::parse_audio(&tag.body),
-                    Ok(flv::AudioTag::AacSequenceHeader(_))
-                );
-            if (round > 0 && header)
-                || matches!(
-                    flv::parse_video(&tag.body),
-                    Ok(flv::VideoTag::AvcEndOfSequence)
-                )
-            {
-                continue;
-            }
-            let mut tag = tag.clone();
-            tag.timestamp_ms += round * period;
-            if tag.kind == flv::TagKind::Audio && !header {
-                if last_audio.is_some_and(|last| tag.timestamp_ms < last + 20) {
-                    continue;
-                }
-                last_audio = Some(tag.timestamp_ms);
-            }
-            out.push(tag);
-        }
-    }
-    out
-}
-
-/// Publishes a fixture in real time with [`seamless_tags`]; abort the handle to pull the cable.
-async fn publish_seamless(
-    server: &Server,
-    key: &str,
-    fixture: &str,
-    loops: u32,
-) -> tokio::task::JoinHandle<()> {
-    let options = PublishOptions {
-        realtime: true,
-        ..Default::default()
-    };
-    let mut publisher = Publisher::connect(server.rtmp_addr, APP, key, options)
-        .await
-        .expect("publish accepted");
-    let tags = seamless_tags(fixture, loops);
-    tokio::spawn(async move {
-        publisher.send_tags(&tags).await.expect("tags sent");
-        publisher.finish().await.expect("clean stop");
-    })
-}
-
 /// What ffmpeg and ffprobe say about one recording.
 struct Checked {
     /// Distinct (width, height) of the decoded pictures.
@@ -478,9 +405,9 @@ async fn restreams_the_program_through_cuts_and_reconnects() {
     let server = start_with(config).await;
     let api = Api::new(&server);
     let messages = watch_destinations(&server).await;
-    let cam1 = publish_seamless(&server, KEY_A, "cam-a.flv", 20).await;
+    let cam1 = publish_live(&server, KEY_A, "cam-a.flv", 20).await;
     api.wait_active("cam1").await;
-    let cam2 = publish_seamless(&server, KEY_B, "cam-b.flv", 20).await;
+    let cam2 = publish_live(&server, KEY_B, "cam-b.flv", 20).await;
 
     let id = api.create("nginx", &nginx.url(), "program").await;
     let live = api.wait_state(id, "live").await;
@@ -625,7 +552,7 @@ async fn a_dead_destination_harms_no_one() {
     config.restream.reconnect_max = Duration::from_millis(400);
     let server = start_with(config).await;
     let api = Api::new(&server);
-    let cam1 = publish_seamless(&server, KEY_A, "cam-a.flv", 10).await;
+    let cam1 = publish_live(&server, KEY_A, "cam-a.flv", 10).await;
     api.wait_active("cam1").await;
 
     let closed = format!("rtmp://127.0.0.1:{}/live", free_port());

@@ -335,27 +335,43 @@ pub fn require_tool(name: &str) -> bool {
 }
 
 /// The fixture's tags repeated `loops` times on one continuous timeline, as a camera that keeps
-/// shooting: later rounds skip the metadata and sequence headers and shift timestamps on.
+/// shooting: later rounds skip the metadata and sequence headers, video keeps its frame spacing
+/// across the loop point (the period is the video duration plus one frame) and audio that would
+/// overlap the previous round is skipped. A steady cadence matters: a step at each loop makes
+/// ffmpeg guess a slightly wrong frame rate and round two pictures onto one timestamp.
 pub fn looped_tags(fixture: &str, loops: u32) -> Vec<Tag> {
     let tags = fixture_tags(fixture);
-    let length = tags.last().map_or(0, |t| t.timestamp_ms) + 40;
+    let pictures: Vec<u32> = tags
+        .iter()
+        .filter(|t| matches!(flv::parse_video(&t.body), Ok(flv::VideoTag::AvcNalu { .. })))
+        .map(|t| t.timestamp_ms)
+        .collect();
+    let (first, last) = (pictures[0], *pictures.last().expect("fixture has video"));
+    let spacing = f64::from(last - first) / (pictures.len() - 1) as f64;
+    let period = (f64::from(last) + spacing).round() as u32;
     let mut out = Vec::with_capacity(tags.len() * loops as usize);
+    let mut last_audio: Option<u32> = None;
     for round in 0..loops {
         for tag in &tags {
+            let video = flv::parse_video(&tag.body);
             let header = tag.kind == flv::TagKind::Script
-                || matches!(
-                    flv::parse_video(&tag.body),
-                    Ok(flv::VideoTag::AvcSequenceHeader(_))
-                )
+                || matches!(video, Ok(flv::VideoTag::AvcSequenceHeader(_)))
                 || matches!(
                     flv::parse_audio(&tag.body),
                     Ok(flv::AudioTag::AacSequenceHeader(_))
                 );
-            if round > 0 && header {
+            let end_of_sequence = matches!(video, Ok(flv::VideoTag::AvcEndOfSequence));
+            if (round > 0 && header) || end_of_sequence {
                 continue;
             }
             let mut tag = tag.clone();
-            tag.timestamp_ms += round * length;
+            tag.timestamp_ms += round * period;
+            if tag.kind == flv::TagKind::Audio && !header {
+                if last_audio.is_some_and(|last| tag.timestamp_ms < last + 20) {
+                    continue;
+                }
+                last_audio = Some(tag.timestamp_ms);
+            }
             out.push(tag);
         }
     }
