@@ -615,3 +615,52 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtmp::chunk::ChunkEncoder;
+
+    /// The peer asks for acknowledgements every `window` bytes: once that many have arrived, the
+    /// session acknowledges with the running byte count (RTMP 5.4.3).
+    #[tokio::test]
+    async fn acknowledges_each_window_of_received_bytes() {
+        let store = Arc::new(crate::store::Store::open_in_memory().unwrap());
+        let writer = crate::program::actor::store_writer(store);
+        let config = crate::config::Config::default();
+        let registry = Arc::new(Registry::new(&config, writer, &[], &[]));
+        let mut session = Session::new(registry, "live", 1);
+        let mut encoder = ChunkEncoder::new();
+
+        let mut wire = BytesMut::new();
+        encoder.encode(&ControlMessage::WindowAckSize(1000).to_message(), &mut wire);
+        let fresh = wire.len();
+        session.receive(&mut wire, fresh).unwrap();
+        assert!(session.out.is_empty(), "nothing to acknowledge yet");
+
+        // 1500 bytes of a message type the session ignores.
+        let filler = RawMessage {
+            csid: 8,
+            timestamp: 0,
+            type_id: 30,
+            stream_id: 0,
+            payload: Bytes::from(vec![0u8; 1500]),
+        };
+        let mut wire = BytesMut::new();
+        encoder.encode(&filler, &mut wire);
+        let total = (fresh + wire.len()) as u32;
+        let fresh = wire.len();
+        session.receive(&mut wire, fresh).unwrap();
+
+        let mut decoder = ChunkDecoder::new();
+        let mut out = session.out.split();
+        let ack = decoder
+            .decode(&mut out)
+            .unwrap()
+            .expect("an acknowledgement");
+        assert_eq!(
+            ControlMessage::parse(ack.type_id, &ack.payload).unwrap(),
+            ControlMessage::Acknowledgement { sequence: total }
+        );
+    }
+}
