@@ -26,6 +26,18 @@ const PAGE: &str = "no-cache";
 const SHORT: &str = "max-age=60";
 const JS: &str = "text/javascript; charset=utf-8";
 
+/// A file under `console/`, served at `/console/<file>`, cached briefly.
+macro_rules! asset {
+    ($file:literal, $content_type:expr) => {
+        Asset {
+            path: concat!("/console/", $file),
+            content_type: $content_type,
+            cache_control: SHORT,
+            body: include_bytes!(concat!("../console/", $file)),
+        }
+    };
+}
+
 const ASSETS: &[Asset] = &[
     Asset {
         path: "/",
@@ -33,54 +45,14 @@ const ASSETS: &[Asset] = &[
         cache_control: PAGE,
         body: include_bytes!("../console/index.html"),
     },
-    Asset {
-        path: "/console/style.css",
-        content_type: "text/css; charset=utf-8",
-        cache_control: SHORT,
-        body: include_bytes!("../console/style.css"),
-    },
-    Asset {
-        path: "/console/app.js",
-        content_type: JS,
-        cache_control: SHORT,
-        body: include_bytes!("../console/app.js"),
-    },
-    Asset {
-        path: "/console/api.js",
-        content_type: JS,
-        cache_control: SHORT,
-        body: include_bytes!("../console/api.js"),
-    },
-    Asset {
-        path: "/console/event.js",
-        content_type: JS,
-        cache_control: SHORT,
-        body: include_bytes!("../console/event.js"),
-    },
-    Asset {
-        path: "/console/player.js",
-        content_type: JS,
-        cache_control: SHORT,
-        body: include_bytes!("../console/player.js"),
-    },
-    Asset {
-        path: "/console/ui.js",
-        content_type: JS,
-        cache_control: SHORT,
-        body: include_bytes!("../console/ui.js"),
-    },
-    Asset {
-        path: "/console/vendor/hls.min.js",
-        content_type: JS,
-        cache_control: SHORT,
-        body: include_bytes!("../console/vendor/hls.min.js"),
-    },
-    Asset {
-        path: "/console/vendor/hls.js-LICENSE",
-        content_type: "text/plain; charset=utf-8",
-        cache_control: SHORT,
-        body: include_bytes!("../console/vendor/hls.js-LICENSE"),
-    },
+    asset!("style.css", "text/css; charset=utf-8"),
+    asset!("app.js", JS),
+    asset!("api.js", JS),
+    asset!("event.js", JS),
+    asset!("player.js", JS),
+    asset!("ui.js", JS),
+    asset!("vendor/hls.min.js", JS),
+    asset!("vendor/hls.js-LICENSE", "text/plain; charset=utf-8"),
 ];
 
 /// What the page may do: scripts and styles only from here, thumbnails and video as blob URLs,
